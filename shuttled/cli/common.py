@@ -1,0 +1,58 @@
+"""What every console script shares: exit codes (SPEC §1), argument types, error output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shuttled import __version__
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_CONFIG = 78
+
+
+def add_version(parser: argparse.ArgumentParser, prog: str) -> None:
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+
+
+def fail(message: str, code: int = EXIT_REFUSED) -> int:
+    """Print a one-line reason on stderr and return the exit code (no traceback for users)."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def parameter_assignment(text: str) -> tuple[str, float]:
+    """`k=v` with a numeric value, for `--param`."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"value of {name!r} is not a number: {value!r}") from None
+
+
+def speed(text: str) -> float | None:
+    """`max` (as fast as possible) or a positive factor of real time."""
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be 'max' or a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"speed must be positive, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value

@@ -1,0 +1,111 @@
+"""`shuttled`: the daemon's console script (`simulate` in this version; `serve` follows with the
+configuration file and systemd integration)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from shuttled.cli.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    add_version,
+    fail,
+    parameter_assignment,
+    positive_int,
+    speed,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shuttled", description="Control daemon of a Cell Shuttle instrument."
+    )
+    add_version(parser, "shuttled")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sim = commands.add_parser(
+        "simulate",
+        help="run the daemon against an in-process virtual instrument",
+        description="Run the daemon against a virtual instrument (real OPC UA server and "
+        "pseudo-terminals on this machine). With --protocol, run it on every unit (or --unit) "
+        "and exit 0 only if every run is COMPLETE.",
+    )
+    sim.add_argument("--units", type=positive_int, default=2, help="number of units (default 2)")
+    sim.add_argument(
+        "--speed",
+        type=speed,
+        default=None,
+        help="'max' (default: as fast as possible) or a factor of real time",
+    )
+    sim.add_argument(
+        "--protocol",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="protocol to run; repeat to deal several round-robin over the units",
+    )
+    sim.add_argument("--unit", help="run the protocol on this unit only (e.g. U01)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of sensor noise (default 0)")
+    sim.add_argument("--data-dir", type=Path, help="keep the journal here (default: temporary)")
+    sim.add_argument(
+        "--param",
+        type=parameter_assignment,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a protocol parameter",
+    )
+    sim.add_argument("--json", action="store_true", help="print one JSON object per run")
+    sim.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
+    return parser
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from protocols import ParameterError, ProtocolInvalid
+    from shuttled.log_setup import configure_logging
+    from shuttled.simulate import SimulateOptions, SimulationRefused, simulate
+    from shuttled.summary import print_table
+
+    configure_logging(args.log_level)
+    options = SimulateOptions(
+        units=args.units,
+        speed=args.speed,
+        protocols=args.protocol,
+        unit=args.unit,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        parameters=dict(args.param),
+    )
+    console = Console(stderr=args.json)
+    try:
+        summaries = asyncio.run(simulate(options, console))
+    except ProtocolInvalid as invalid:
+        for error in invalid.errors:
+            print(error, file=sys.stderr)
+        return EXIT_REFUSED
+    except (SimulationRefused, ParameterError) as refused:
+        return fail(str(refused))
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    if args.json:
+        for summary in summaries:
+            print(summary.to_json())
+    elif summaries:
+        print_table(summaries, console)
+    return EXIT_OK if all(s.state == "COMPLETE" for s in summaries) else EXIT_REFUSED
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        return run_simulate(args)
+    return EXIT_REFUSED  # pragma: no cover - argparse requires a known command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

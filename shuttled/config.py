@@ -1,0 +1,67 @@
+"""The daemon's view of its instrument: which device serves which unit, and the unit's limits.
+
+`shuttled simulate` builds this from the virtual instrument's endpoints; `shuttled serve` will read
+the same structure from TOML (SPEC §2). Keeping one typed structure means the daemon never knows
+which of the two it is talking to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shuttled.control.temperature import TemperatureGains
+
+
+@dataclass(frozen=True)
+class BioreactorConfig:
+    endpoint: str
+    namespace_uri: str
+    node: str  # the unit's (vessel's) node below which the function set lives
+
+
+@dataclass(frozen=True)
+class PumpConfig:
+    name: str
+    port: str
+    address: int
+    ul_per_rev: float
+    into_vessel: bool
+    max_rpm: float = 300.0
+
+    @property
+    def max_rate_ul_min(self) -> float:
+        return self.ul_per_rev * self.max_rpm
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    port: str
+    device_id: int
+
+
+@dataclass(frozen=True)
+class UnitLimits:
+    temperature_min: float = 4.0
+    temperature_max: float = 40.0
+    max_volume_ml: float = 1000.0
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    unit_id: str
+    bioreactor: BioreactorConfig
+    pumps: dict[str, PumpConfig]
+    probe: ProbeConfig
+    limits: UnitLimits = field(default_factory=UnitLimits)
+    temperature_gains: TemperatureGains = field(default_factory=TemperatureGains)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    instrument_id: str
+    data_dir: Path
+    units: list[UnitConfig]
+    control_period_s: float = 5.0
+    device_loss_hold_s: float = 60.0
+    device_timeout_s: float = 1.0

@@ -1,0 +1,79 @@
+"""The instrument's devices as the daemon sees them: one driver per controller and per bus.
+
+Drivers are shared where the hardware is shared (one OPC UA session per controller, one serial
+port per bus) and indexed by unit, so the control loop can do one batched request per device and
+never one per unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from drivers.bioreactor_opcua import OpcUaBioreactor
+from drivers.interfaces import DeviceError
+from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
+from drivers.pump_serial import PumpBus, SerialPump
+from shuttled.config import DaemonConfig
+
+log = structlog.get_logger("shuttled.devices")
+
+
+@dataclass
+class UnitDevices:
+    bioreactor: OpcUaBioreactor
+    pumps: dict[str, SerialPump]
+    probe: ModbusDensityProbe
+    probe_bus: ProbeBus
+
+
+class Devices:
+    def __init__(self, config: DaemonConfig) -> None:
+        timeout = config.device_timeout_s
+        self.bioreactors: dict[tuple[str, str], OpcUaBioreactor] = {}
+        nodes_by_controller: dict[tuple[str, str], dict[str, str]] = {}
+        for unit in config.units:
+            key = (unit.bioreactor.endpoint, unit.bioreactor.namespace_uri)
+            nodes_by_controller.setdefault(key, {})[unit.unit_id] = unit.bioreactor.node
+        for key, nodes in nodes_by_controller.items():
+            self.bioreactors[key] = OpcUaBioreactor(key[0], key[1], nodes, timeout_s=timeout)
+
+        self.pump_buses: dict[str, PumpBus] = {}
+        self.probe_buses: dict[str, ProbeBus] = {}
+        self.units: dict[str, UnitDevices] = {}
+        for unit in config.units:
+            pumps = {}
+            for name, pump in unit.pumps.items():
+                bus = self.pump_buses.setdefault(pump.port, PumpBus(pump.port, timeout_s=timeout))
+                pumps[name] = SerialPump(bus, pump.address)
+            probe_bus = self.probe_buses.setdefault(
+                unit.probe.port, ProbeBus(unit.probe.port, timeout_s=timeout)
+            )
+            bioreactor = self.bioreactors[(unit.bioreactor.endpoint, unit.bioreactor.namespace_uri)]
+            self.units[unit.unit_id] = UnitDevices(
+                bioreactor, pumps, ModbusDensityProbe(probe_bus, unit.probe.device_id), probe_bus
+            )
+
+    async def open(self) -> None:
+        """Contact every device once; one that does not answer is logged, not fatal."""
+        for bioreactor in self.bioreactors.values():
+            try:
+                await bioreactor.connect()
+            except DeviceError as error:
+                log.warning(
+                    "bioreactor controller unreachable",
+                    endpoint=bioreactor.endpoint,
+                    error=str(error),
+                )
+        for bus in (*self.pump_buses.values(), *self.probe_buses.values()):
+            try:
+                await bus.open()
+            except (DeviceError, OSError) as error:
+                log.warning("serial bus unavailable", port=bus.port, error=str(error))
+
+    async def close(self) -> None:
+        for bioreactor in self.bioreactors.values():
+            await bioreactor.close()
+        for bus in (*self.pump_buses.values(), *self.probe_buses.values()):
+            await bus.close()

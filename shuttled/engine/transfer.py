@@ -1,0 +1,48 @@
+"""Progress of one transfer, measured by the pump's own cumulative counter.
+
+Transfers are not idempotent: a feed repeated after a glitch overfills the vessel and dilutes the
+batch. So progress is never "command sent" but "what the pump says it moved since we started",
+summed over every segment (a hold, a restart, a daemon restart each start a new segment), and only
+the remainder is ever commanded again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shuttled.engine.actions import Dispense, PumpView
+
+# A pump counts whole tacho pulses (a fraction of a µL); anything closer than this is delivered.
+DELIVERY_TOLERANCE_UL = 1.0
+
+
+@dataclass
+class TransferProgress:
+    pump: str
+    target_ul: float
+    rate_ul_min: float
+    delivered_before_ul: float = 0.0  # delivered in earlier, closed segments
+    segment_baseline_ul: float | None = None  # pump counter when the open segment was commanded
+
+    def delivered_ul(self, view: PumpView | None) -> float:
+        if self.segment_baseline_ul is None or view is None:
+            return self.delivered_before_ul
+        return self.delivered_before_ul + max(view.dispensed_ul - self.segment_baseline_ul, 0.0)
+
+    def remaining_ul(self, view: PumpView | None) -> float:
+        return max(self.target_ul - self.delivered_ul(view), 0.0)
+
+    def is_done(self, view: PumpView | None) -> bool:
+        return self.remaining_ul(view) <= DELIVERY_TOLERANCE_UL
+
+    def close_segment(self, view: PumpView | None) -> None:
+        """Fold the open segment into the delivered total (the pump stopped or was stopped)."""
+        self.delivered_before_ul = self.delivered_ul(view)
+        self.segment_baseline_ul = None
+
+    def next_command(self, view: PumpView) -> Dispense:
+        """Command only what remains, from the pump's counter as it is now."""
+        if self.segment_baseline_ul is not None:
+            self.close_segment(view)
+        self.segment_baseline_ul = view.dispensed_ul
+        return Dispense(self.pump, self.remaining_ul(view), self.rate_ul_min)

@@ -1,0 +1,97 @@
+"""The durable record of runs: SQLite in WAL mode under the data directory.
+
+Every run, with the exact protocol text it ran and its resolved parameters, and every state change
+of it, is written here and committed before the daemon carries on, so a QA reviewer can
+reconstruct a batch from this file alone, and run ids never repeat on an instrument.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from shuttled.engine.unit_run import RunEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    unit TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    protocol_identity TEXT NOT NULL,
+    protocol_text TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    final_state TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    unit TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    user TEXT NOT NULL
+);
+"""
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed transition survives power loss
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def new_run_id(self, instrument_id: str, unit: str) -> tuple[str, int]:
+        """The next run id of a unit: instrument, unit and a number that never repeats."""
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(number), 0) FROM runs WHERE unit = ?", (unit,)
+        ).fetchone()
+        number = int(row[0]) + 1
+        return f"{instrument_id}-{unit}-{number:04d}", number
+
+    def record_run_start(
+        self,
+        run_id: str,
+        number: int,
+        unit: str,
+        identity: str,
+        text: str,
+        parameters: dict[str, float],
+        at: float,
+    ) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO runs (run_id, unit, number, protocol_identity, protocol_text,"
+                " parameters, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, unit, number, identity, text, json.dumps(parameters, sort_keys=True), at),
+            )
+
+    def append_events(self, run_id: str, unit: str, events: Iterable[RunEvent]) -> None:
+        rows = [(run_id, unit, e.at, e.kind, e.state.value, e.detail, e.user) for e in events]
+        if not rows:
+            return
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO events (run_id, unit, at, kind, state, detail, user)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def record_final_state(self, run_id: str, state: str) -> None:
+        with self._db:
+            self._db.execute("UPDATE runs SET final_state = ? WHERE run_id = ?", (state, run_id))
+
+    def events_of(self, run_id: str) -> list[tuple[float, str, str, str, str]]:
+        return self._db.execute(
+            "SELECT at, kind, state, detail, user FROM events WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        ).fetchall()

@@ -1,0 +1,217 @@
+"""`shuttled simulate`: the daemon's real stack against an in-process virtual instrument.
+
+Only this module of `shuttled/` imports `simulators/`. It wires the virtual instrument's endpoints
+into an ordinary daemon configuration, so everything above it — drivers, control loop, engine,
+journal — is exactly what runs on hardware.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from protocols.loader import load_protocol_file
+from protocols.model import Protocol
+from protocols.state_machine import RunState
+from shuttled.clock import make_clock
+from shuttled.config import (
+    BioreactorConfig,
+    DaemonConfig,
+    ProbeConfig,
+    PumpConfig,
+    UnitConfig,
+)
+from shuttled.control.loop import ControlLoop
+from shuttled.devices import Devices
+from shuttled.engine.unit_run import UnitRun
+from shuttled.journal import Journal
+from shuttled.load_checks import check_protocol_fits_unit
+from shuttled.summary import RunSummary, summarise
+from simulators.instrument import InstrumentEndpoints, VirtualInstrument
+
+INSTRUMENT_ID = "CS-SIM"
+log = structlog.get_logger("shuttled.simulate")
+
+
+class SimulationRefused(Exception):
+    """The simulation cannot start as asked (the message says why, for the operator)."""
+
+
+@dataclass
+class SimulateOptions:
+    units: int = 2
+    speed: float | None = None  # None: as fast as possible
+    protocols: list[Path] = field(default_factory=list)
+    unit: str | None = None
+    seed: int = 0
+    data_dir: Path | None = None
+    parameters: dict[str, float] = field(default_factory=dict)
+    max_hours: float = 24.0 * 60
+
+
+def config_for(endpoints: InstrumentEndpoints, data_dir: Path) -> DaemonConfig:
+    units = []
+    for unit_id, node in endpoints.unit_nodes.items():
+        pumps = {
+            p.name: PumpConfig(p.name, p.port, p.address, p.ul_per_rev, p.into_vessel)
+            for p in endpoints.pumps
+            if p.unit_id == unit_id
+        }
+        probe = next(p for p in endpoints.probes if p.unit_id == unit_id)
+        units.append(
+            UnitConfig(
+                unit_id=unit_id,
+                bioreactor=BioreactorConfig(
+                    endpoints.opcua_endpoint, endpoints.opcua_namespace, node
+                ),
+                pumps=pumps,
+                probe=ProbeConfig(probe.port, probe.device_id),
+            )
+        )
+    return DaemonConfig(instrument_id=INSTRUMENT_ID, data_dir=data_dir, units=units)
+
+
+def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
+    """One protocol for every unit (or `--unit`); several protocols are dealt round-robin."""
+    protocols = [load_protocol_file(path) for path in options.protocols]
+    if options.unit is not None:
+        if options.unit not in unit_ids:
+            raise SimulationRefused(
+                f"unit {options.unit} does not exist (units: {', '.join(unit_ids)})"
+            )
+        targets = [options.unit]
+    else:
+        targets = unit_ids
+    return (
+        {unit: protocols[i % len(protocols)] for i, unit in enumerate(targets)} if protocols else {}
+    )
+
+
+def _run_has_ended(run: UnitRun) -> bool:
+    # In this version every hold is released only by an operator, so HELD has ended the run.
+    return run.state in (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED, RunState.HELD)
+
+
+async def simulate(options: SimulateOptions, console: Console) -> list[RunSummary]:
+    """Run the protocols to their end and return one summary per run."""
+    wall_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="shuttled-sim-") as scratch:
+        data_dir = options.data_dir or Path(scratch)
+        clock = make_clock(options.speed)
+        instrument = VirtualInstrument(options.units, now=clock.now, seed=options.seed)
+        assignments = _assign_protocols(options, instrument.unit_ids)
+        await instrument.start()
+        clock.add_advance_listener(instrument.advance_to)
+        config = config_for(instrument.endpoints(), data_dir)
+        devices = Devices(config)
+        journal = Journal(data_dir / "journal.sqlite3")
+        try:
+            await devices.open()
+            runs = {u.unit_id: UnitRun(u.unit_id) for u in config.units}
+            loop = ControlLoop(config, devices, runs, clock, journal)
+            for unit_config in config.units:
+                protocol = assignments.get(unit_config.unit_id)
+                if protocol is None:
+                    continue
+                problems = check_protocol_fits_unit(protocol, unit_config)
+                if problems:
+                    raise SimulationRefused(
+                        f"{protocol.identity} cannot run on {unit_config.unit_id}: "
+                        + "; ".join(problems)
+                    )
+                parameters = protocol.resolve_parameters(options.parameters)
+                run_id, number = journal.new_run_id(config.instrument_id, unit_config.unit_id)
+                journal.record_run_start(
+                    run_id,
+                    number,
+                    unit_config.unit_id,
+                    protocol.identity,
+                    protocol.text,
+                    parameters,
+                    clock.now(),
+                )
+                runs[unit_config.unit_id].start(
+                    protocol,
+                    parameters,
+                    run_id,
+                    clock.now(),
+                    reason="started by shuttled simulate",
+                    user="sim",
+                )
+            active = [runs[u] for u in assignments]
+            deadline = clock.now() + options.max_hours * 3600.0
+
+            def finished() -> bool:
+                return all(_run_has_ended(r) for r in active) or clock.now() >= deadline
+
+            with _progress(console, active) as update:
+                await loop.run_until(finished, on_tick=lambda: update(clock.now()))
+            for run in active:
+                if run.run_id is not None:
+                    journal.record_final_state(run.run_id, run.state.value)
+            wall = time.monotonic() - wall_start
+            return [summarise(run, loop, clock.now(), wall) for run in active]
+        finally:
+            await devices.close()
+            journal.close()
+            await instrument.stop()
+
+
+class _progress:
+    """One progress line per unit: state, phase and simulated time (refreshed a few times/s)."""
+
+    def __init__(self, console: Console, runs: list[UnitRun]) -> None:
+        self.runs = runs
+        self.progress = Progress(
+            TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[state]:<9}"),
+            TextColumn("{task.fields[phase]:<14}"),
+            BarColumn(),
+            TextColumn("{task.fields[hours]:>7.2f} h simulated"),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+        self.tasks = {}
+        self._last_wall = 0.0
+
+    def __enter__(self):
+        self.progress.start()
+        for run in self.runs:
+            total = _planned_seconds(run.protocol) if run.protocol else 1.0
+            self.tasks[run.unit_id] = self.progress.add_task(
+                "", total=total, unit=run.unit_id, state=run.state.value, phase="", hours=0.0
+            )
+        return self.update
+
+    def update(self, now: float) -> None:
+        wall = time.monotonic()
+        if wall - self._last_wall < 0.1:
+            return
+        self._last_wall = wall
+        for run in self.runs:
+            elapsed = run.run_time_s(now)
+            self.progress.update(
+                self.tasks[run.unit_id],
+                completed=elapsed,
+                state=run.state.value,
+                phase=run.phase.name if run.phase else "",
+                hours=elapsed / 3600.0,
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self._last_wall = 0.0
+        for run in self.runs:
+            self.progress.update(self.tasks[run.unit_id], state=run.state.value)
+        self.progress.stop()
+
+
+def _planned_seconds(protocol: Protocol) -> float:
+    """An upper bound for the bar: each phase's duration, or its timeout for an `until`."""
+    return sum((p.duration_s or p.timeout_s or 600.0) for p in protocol.phases) or 1.0

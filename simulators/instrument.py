@@ -1,0 +1,225 @@
+"""A complete virtual Cell Shuttle: plant physics behind the same interfaces as the hardware.
+
+The bioreactor controller is a real OPC UA server on loopback; the pump modules and density
+probes are firmware stubs behind real pseudo-terminals. The daemon's drivers cannot tell it from
+an instrument, so every test and demo runs the production code paths.
+
+Physics advances only in `advance_to(now)`, called by the injected clock, so for a given seed and
+sequence of commands the result is the same however fast the machine is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware_stubs.probe import DensityProbeFirmware, ModbusRtuBusFirmware
+from firmware_stubs.pump import PumpBusFirmware, PumpFirmware
+from simulators import plant
+from simulators.opcua_bioreactor import (
+    NAMESPACE_URI,
+    ControllerArrays,
+    SimulatedBioreactorServer,
+)
+from simulators.pty_bus import PtyBus
+
+PHYSICS_STEP_S = 1.0
+UNITS_PER_PUMP_BUS = 8  # 3 pumps per unit: 24 addresses of the 32 a bus allows
+UNITS_PER_PROBE_BUS = 16
+TEMPERATURE_NOISE_K = 0.02  # Pt100 with a 16-bit ADC (assumption)
+DENSITY_NOISE = 0.05  # capacitance probe, multiplicative (issue 3: ~5 %)
+STIRRER_RPM = 60.0
+
+
+@dataclass(frozen=True)
+class PumpSpec:
+    name: str
+    into_vessel: bool
+    ul_per_rev: float
+
+
+# SPEC §1: media and vector feed the vessel, harvest empties it (wider tubing for 50 mL/min).
+PUMP_SPECS = (
+    PumpSpec("media", True, 80.0),
+    PumpSpec("vector", True, 80.0),
+    PumpSpec("harvest", False, 250.0),
+)
+# Media and vector pass an inline warmer on their way in (assumption); an addition of cold
+# medium is what the cold_bolus fault models.
+MEDIUM_TEMPERATURE_C = 37.0
+
+
+@dataclass(frozen=True)
+class PumpEndpoint:
+    unit_id: str
+    name: str
+    port: str
+    address: int
+    ul_per_rev: float
+    into_vessel: bool
+
+
+@dataclass(frozen=True)
+class ProbeEndpoint:
+    unit_id: str
+    port: str
+    device_id: int
+
+
+@dataclass(frozen=True)
+class InstrumentEndpoints:
+    """Where each of the virtual instrument's devices can be reached (for the daemon's config)."""
+
+    opcua_endpoint: str
+    opcua_namespace: str
+    unit_nodes: dict[str, str]
+    pumps: list[PumpEndpoint]
+    probes: list[ProbeEndpoint]
+
+
+def unit_id_of(index: int) -> str:
+    return f"U{index + 1:02d}"
+
+
+class VirtualInstrument:
+    def __init__(
+        self,
+        units: int,
+        *,
+        now: Callable[[], float],
+        seed: int = 0,
+        opcua_port: int = 0,
+        parameters: plant.PlantParameters | None = None,
+        initial: plant.InitialConditions | None = None,
+    ) -> None:
+        if units < 1:
+            raise ValueError("a virtual instrument needs at least one unit")
+        self.unit_ids = [unit_id_of(i) for i in range(units)]
+        self._now = now
+        self._time = now()
+        self._rng = np.random.default_rng(seed)
+        params = parameters or plant.PlantParameters()
+        self.parameters = params
+        self.state = np.tile((initial or plant.InitialConditions()).as_row(), (units, 1))
+        self.plant_params = np.tile(params.as_row(), (units, 1))
+        self.heater_works = np.ones(units, dtype=np.bool_)
+        self.arrays = ControllerArrays(
+            measured_temperature=self.state[:, plant.SENSOR_TEMPERATURE].copy(),
+            volume_ml=self.state[:, plant.VOLUME_ML].copy(),
+            heater_pct=np.zeros(units),
+            stirrer_rpm=np.full(units, STIRRER_RPM),
+            available=[True] * units,
+        )
+        self.opcua = SimulatedBioreactorServer(self.unit_ids, self.arrays, opcua_port)
+        self._pump_routes: dict[tuple[int, int], tuple[int, PumpSpec]] = {}
+        self.pump_buses: list[tuple[PtyBus, PumpBusFirmware]] = []
+        self.probe_buses: list[tuple[PtyBus, ModbusRtuBusFirmware]] = []
+        self.probes: list[DensityProbeFirmware] = []
+        self._build_serial_devices(units)
+        self._publish()
+
+    def _build_serial_devices(self, units: int) -> None:
+        for first in range(0, units, UNITS_PER_PUMP_BUS):
+            bus_index = len(self.pump_buses)
+            pumps: list[PumpFirmware] = []
+            for unit in range(first, min(first + UNITS_PER_PUMP_BUS, units)):
+                for k, spec in enumerate(PUMP_SPECS):
+                    address = (unit - first) * len(PUMP_SPECS) + k + 1
+                    pumps.append(
+                        PumpFirmware(
+                            address,
+                            serial_number=f"SIM{unit + 1:02d}{spec.name[0].upper()}",
+                            ul_per_rev=spec.ul_per_rev,
+                        )
+                    )
+                    self._pump_routes[(bus_index, address)] = (unit, spec)
+            firmware = PumpBusFirmware(pumps)
+            bus = PtyBus(lambda data, fw=firmware: fw.feed(data, self._now()))
+            self.pump_buses.append((bus, firmware))
+        for first in range(0, units, UNITS_PER_PROBE_BUS):
+            probes = [
+                DensityProbeFirmware(unit - first + 1)
+                for unit in range(first, min(first + UNITS_PER_PROBE_BUS, units))
+            ]
+            self.probes.extend(probes)
+            firmware = ModbusRtuBusFirmware(probes)
+            self.probe_buses.append((PtyBus(firmware.feed), firmware))
+
+    async def start(self) -> None:
+        for bus, _ in (*self.pump_buses, *self.probe_buses):
+            await bus.start()
+        await self.opcua.start()
+
+    async def stop(self) -> None:
+        await self.opcua.stop()
+        for bus, _ in (*self.pump_buses, *self.probe_buses):
+            bus.close()
+
+    def endpoints(self) -> InstrumentEndpoints:
+        pumps = [
+            PumpEndpoint(
+                self.unit_ids[unit],
+                spec.name,
+                self.pump_buses[bus_index][0].port_path,
+                address,
+                spec.ul_per_rev,
+                spec.into_vessel,
+            )
+            for (bus_index, address), (unit, spec) in sorted(self._pump_routes.items())
+        ]
+        probes = [
+            ProbeEndpoint(
+                self.unit_ids[unit],
+                self.probe_buses[unit // UNITS_PER_PROBE_BUS][0].port_path,
+                unit % UNITS_PER_PROBE_BUS + 1,
+            )
+            for unit in range(len(self.unit_ids))
+        ]
+        return InstrumentEndpoints(
+            opcua_endpoint=self.opcua.endpoint,
+            opcua_namespace=NAMESPACE_URI,
+            unit_nodes={u: u for u in self.unit_ids},
+            pumps=pumps,
+            probes=probes,
+        )
+
+    async def advance_to(self, now: float) -> None:
+        """Integrate pumps and plant from the last call to `now` (the clock's listener)."""
+        dt = now - self._time
+        if dt <= 0.0:
+            return
+        self._time = now
+        units = len(self.unit_ids)
+        inflow = np.zeros(units)
+        outflow = np.zeros(units)
+        for bus_index, (_, firmware) in enumerate(self.pump_buses):
+            for address, moved_ul in firmware.advance(dt, now).items():
+                unit, spec = self._pump_routes[(bus_index, address)]
+                (inflow if spec.into_vessel else outflow)[unit] += moved_ul / 1000.0
+        steps = max(1, round(dt / PHYSICS_STEP_S))
+        plant.plant_step(
+            self.state,
+            self.plant_params,
+            self.arrays.heater_pct / 100.0,
+            inflow,
+            np.full(units, MEDIUM_TEMPERATURE_C),
+            outflow,
+            self.heater_works,
+            dt / steps,
+            steps,
+        )
+        self._publish()
+
+    def _publish(self) -> None:
+        """Refresh what the devices report, with seeded sensor noise."""
+        units = len(self.unit_ids)
+        temperature_noise = self._rng.normal(0.0, TEMPERATURE_NOISE_K, units)
+        density_noise = self._rng.normal(0.0, DENSITY_NOISE, units)
+        sensed = self.state[:, plant.SENSOR_TEMPERATURE]
+        self.arrays.measured_temperature[:] = sensed + temperature_noise
+        self.arrays.volume_ml[:] = self.state[:, plant.VOLUME_ML]
+        for unit, probe in enumerate(self.probes):
+            density = self.state[unit, plant.DENSITY] * max(1.0 + density_noise[unit], 0.0)
+            probe.set_measurement(float(density), float(sensed[unit]))

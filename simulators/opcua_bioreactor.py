@@ -1,0 +1,168 @@
+"""The simulated bioreactor controller: a real asyncua OPC UA server over the plant's arrays.
+
+Shaped like the LADS bioreactor companion models: one functional unit per vessel under
+`DeviceSet/<controller>/FunctionalUnitSet/<unit>`, each with a function set holding a temperature
+sensor, a writable heater output, a stirrer and the liquid volume. The daemon's driver reaches it
+exactly as it would reach a vendor's controller: over TCP, by browse paths.
+
+Values are served from callbacks over the plant's measurement arrays, so a read always sees the
+latest physics step without copying every value into the address space after every step. Writes
+to the heater are checked before they reach the plant: NaN, infinities and values outside
+0–100 % are refused with a Bad status, as a real controller refuses them.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from asyncua import Server, ua
+from asyncua.server.address_space import AttributeService
+
+NAMESPACE_URI = "urn:cellshuttle:sim-bioreactor"
+CONTROLLER_NAME = "BRC-SIM"
+
+# Browse paths below a unit, shared with the driver's configuration of this controller.
+TEMPERATURE_PATH = ("FunctionSet", "Temperature", "SensorValue")
+HEATER_PATH = ("FunctionSet", "Heater", "Output")
+STIRRER_PATH = ("FunctionSet", "Stirrer", "CurrentValue")
+VOLUME_PATH = ("FunctionSet", "Volume", "SensorValue")
+
+WriteCheck = Callable[[object], ua.StatusCode | None]
+
+
+class _CheckedAttributeService(AttributeService):
+    """Refuses writes that fail a per-node check, item by item, before asyncua stores them."""
+
+    def __init__(self, inner: AttributeService, checks: dict[ua.NodeId, WriteCheck]) -> None:
+        super().__init__(inner._aspace)
+        self._checks = checks
+
+    async def write(self, params: ua.WriteParameters, user=None) -> list[ua.StatusCode]:  # type: ignore[override]
+        results: list[ua.StatusCode | None] = []
+        accepted: list[ua.WriteValue] = []
+        for item in params.NodesToWrite:
+            check = self._checks.get(item.NodeId)
+            value = item.Value.Value.Value if item.Value and item.Value.Value else None
+            refusal = check(value) if check and item.AttributeId == ua.AttributeIds.Value else None
+            results.append(refusal)
+            if refusal is None:
+                accepted.append(item)
+        inner_params = ua.WriteParameters(NodesToWrite=accepted)
+        kwargs = {} if user is None else {"user": user}
+        inner_results = iter(await super().write(inner_params, **kwargs) if accepted else [])
+        return [r if r is not None else next(inner_results) for r in results]
+
+
+def check_heater_output(value: object) -> ua.StatusCode | None:
+    """A heater output is a finite percentage; anything else must not reach the heater."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+    if not 0.0 <= value <= 100.0:
+        return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+    return None
+
+
+@dataclass
+class ControllerArrays:
+    """The plant-side arrays this server reads from and writes to (owned by the instrument)."""
+
+    measured_temperature: np.ndarray
+    volume_ml: np.ndarray
+    heater_pct: np.ndarray
+    stirrer_rpm: np.ndarray
+    available: list[bool]  # False while a fault makes the controller unreachable for a unit
+
+
+def free_loopback_port() -> int:
+    """A TCP port on loopback that nothing listens on right now (for port 0 = "any")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class SimulatedBioreactorServer:
+    """One OPC UA server for the instrument's bioreactor controller, all units in one namespace."""
+
+    def __init__(self, unit_ids: list[str], arrays: ControllerArrays, port: int) -> None:
+        self.unit_ids = unit_ids
+        self.arrays = arrays
+        self.port = port or free_loopback_port()
+        self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/bioreactor"
+        self._server: Server | None = None
+
+    async def start(self) -> None:
+        server = Server()
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name("Cell Shuttle simulated bioreactor controller")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        ns = await server.register_namespace(NAMESPACE_URI)
+        checks: dict[ua.NodeId, WriteCheck] = {}
+
+        device_set = await server.nodes.objects.add_object(
+            ua.NodeId("DeviceSet", ns), ua.QualifiedName("DeviceSet", ns)
+        )
+        controller = await device_set.add_object(
+            ua.NodeId(CONTROLLER_NAME, ns), ua.QualifiedName(CONTROLLER_NAME, ns)
+        )
+        unit_set = await controller.add_object(
+            ua.NodeId(f"{CONTROLLER_NAME}.FunctionalUnitSet", ns),
+            ua.QualifiedName("FunctionalUnitSet", ns),
+        )
+        for index, unit_id in enumerate(self.unit_ids):
+            unit = await unit_set.add_object(ua.NodeId(unit_id, ns), ua.QualifiedName(unit_id, ns))
+            function_set = await unit.add_object(
+                ua.NodeId(f"{unit_id}.FunctionSet", ns), ua.QualifiedName("FunctionSet", ns)
+            )
+            for function, variable, source, writable in (
+                ("Temperature", "SensorValue", self.arrays.measured_temperature, False),
+                ("Heater", "Output", self.arrays.heater_pct, True),
+                ("Stirrer", "CurrentValue", self.arrays.stirrer_rpm, False),
+                ("Volume", "SensorValue", self.arrays.volume_ml, False),
+            ):
+                folder = await function_set.add_object(
+                    ua.NodeId(f"{unit_id}.{function}", ns), ua.QualifiedName(function, ns)
+                )
+                node = await folder.add_variable(
+                    ua.NodeId(f"{unit_id}.{function}.{variable}", ns),
+                    ua.QualifiedName(variable, ns),
+                    ua.Variant(0.0, ua.VariantType.Double),
+                )
+                server.iserver.aspace.set_attribute_value_callback(
+                    node.nodeid, ua.AttributeIds.Value, self._reader(source, index)
+                )
+                if writable:
+                    await node.set_writable(True)
+                    checks[node.nodeid] = check_heater_output
+                    server.iserver.aspace.set_attribute_value_setter(
+                        node.nodeid, ua.AttributeIds.Value, self._writer(source, index)
+                    )
+        server.iserver.attribute_service = _CheckedAttributeService(
+            server.iserver.attribute_service, checks
+        )
+        await server.start()
+        self._server = server
+
+    def _reader(self, source: np.ndarray, index: int):
+        def read(_nodeid: ua.NodeId, _attr: ua.AttributeIds) -> ua.DataValue:
+            if not self.arrays.available[index]:
+                return ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadCommunicationError))
+            return ua.DataValue(ua.Variant(float(source[index]), ua.VariantType.Double))
+
+        return read
+
+    def _writer(self, target: np.ndarray, index: int):
+        def write(_node: object, _attr: ua.AttributeIds, value: ua.DataValue) -> None:
+            if value.Value is not None and value.Value.Value is not None:
+                target[index] = float(value.Value.Value)
+
+        return write
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
