@@ -1,0 +1,91 @@
+"""`shuttle-sim`: the virtual instrument alone, in scaled real time, for hardware-in-the-loop work.
+
+It serves the simulated bioreactor controller over OPC UA and the pump and probe buses on
+pseudo-terminals, prints where each device can be reached, and integrates the physics until it
+is stopped, keeping its physical state whatever the daemon on the other side does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from dataclasses import asdict
+
+from shuttled import __version__
+from shuttled.clock import RealClock
+from simulators.instrument import VirtualInstrument
+
+PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shuttle-sim",
+        description="Serve a virtual Cell Shuttle instrument (OPC UA bioreactor controller, "
+        "pump and probe buses on pseudo-terminals) in scaled real time.",
+    )
+    parser.add_argument("--version", action="version", version=f"shuttle-sim {__version__}")
+    parser.add_argument("--units", type=int, default=2, help="number of units (default 2)")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="process seconds per wall second (default 1)"
+    )
+    parser.add_argument(
+        "--opcua-port",
+        type=int,
+        default=0,
+        help="TCP port of the controller on 127.0.0.1 (default: a free one)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of sensor noise")
+    parser.add_argument("--json", action="store_true", help="print the endpoints as JSON")
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    clock = RealClock(speed=args.speed)
+    instrument = VirtualInstrument(
+        args.units, now=clock.now, seed=args.seed, opcua_port=args.opcua_port
+    )
+    await instrument.start()
+    clock.add_advance_listener(instrument.advance_to)
+    endpoints = instrument.endpoints()
+    if args.json:
+        print(json.dumps(asdict(endpoints)), flush=True)
+    else:
+        print(f"bioreactor controller: {endpoints.opcua_endpoint} ({endpoints.opcua_namespace})")
+        for pump in endpoints.pumps:
+            print(f"{pump.unit_id} pump {pump.name:<8} {pump.port} address {pump.address}")
+        for probe in endpoints.probes:
+            print(f"{probe.unit_id} probe          {probe.port} Modbus id {probe.device_id}")
+        print("Ctrl-C stops the instrument.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        next_step = clock.now()
+        while not stop.is_set():
+            next_step += PHYSICS_PERIOD_S
+            await clock.sleep_until(next_step)
+    finally:
+        await instrument.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.units < 1 or not args.speed > 0:
+        print("error: --units must be at least 1 and --speed positive", file=sys.stderr)
+        return 2
+    from shuttled.log_setup import configure_logging
+
+    configure_logging()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

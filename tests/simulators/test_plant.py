@@ -1,0 +1,136 @@
+"""The plant model: closed forms, mass balance and bit-identity with its Python reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simulators import plant
+
+
+def _one_unit(parameters: plant.PlantParameters | None = None, **initial: float):
+    state = plant.InitialConditions(**initial).as_row()[None, :].copy()
+    params = (parameters or plant.PlantParameters()).as_row()[None, :]
+    return state, params
+
+
+def _step(
+    state,
+    params,
+    *,
+    duty=0.0,
+    inflow=0.0,
+    inflow_t=37.0,
+    outflow=0.0,
+    dt=1.0,
+    steps=1,
+    heater_works=True,
+    kernel=plant.plant_step,
+):
+    kernel(
+        state,
+        params,
+        np.array([duty]),
+        np.array([inflow]),
+        np.array([inflow_t]),
+        np.array([outflow]),
+        np.array([heater_works]),
+        dt,
+        steps,
+    )
+
+
+def test_steady_state_temperature_matches_the_closed_form() -> None:
+    parameters = plant.PlantParameters()
+    state, params = _one_unit(parameters)
+    _step(state, params, duty=0.5, steps=6 * 3600 * 2)  # 12 h, many time constants
+    expected = plant.steady_state_temperature(parameters, 0.5)
+    assert state[0, plant.TEMPERATURE] == pytest.approx(expected, abs=1e-3)
+    assert state[0, plant.SENSOR_TEMPERATURE] == pytest.approx(expected, abs=1e-3)
+
+
+def test_warm_up_at_full_power_takes_about_25_minutes_at_200_ml() -> None:
+    state, params = _one_unit(volume_ml=200.0)
+    minutes = 0
+    while state[0, plant.TEMPERATURE] < 37.0:
+        _step(state, params, duty=1.0, steps=60)
+        minutes += 1
+    assert 22 <= minutes <= 28
+
+
+def test_a_feed_dilutes_density_by_v_over_v_plus_x() -> None:
+    parameters = plant.PlantParameters(mu_max_per_h=0.0, death_per_h=0.0)
+    state, params = _one_unit(parameters, temperature=37.0)
+    before_density = state[0, plant.DENSITY]
+    _step(state, params, inflow=25.0, steps=10)
+    assert state[0, plant.VOLUME_ML] == pytest.approx(125.0)
+    assert state[0, plant.DENSITY] == pytest.approx(before_density * 100.0 / 125.0, rel=1e-12)
+
+
+def test_a_cold_addition_mixes_by_heat_capacity() -> None:
+    parameters = plant.PlantParameters(ua_w_per_k=0.0)
+    state, params = _one_unit(parameters, temperature=37.0)
+    _step(state, params, inflow=20.0, inflow_t=4.0)
+    capacity = plant.WATER_J_PER_ML_K * 100.0 + parameters.vessel_j_per_k
+    added = plant.WATER_J_PER_ML_K * 20.0
+    assert state[0, plant.TEMPERATURE] == pytest.approx(
+        (capacity * 37 + added * 4) / (capacity + added)
+    )
+
+
+def test_harvest_removes_volume_but_not_density_and_never_goes_negative() -> None:
+    state, params = _one_unit(temperature=37.0)
+    density = state[0, plant.DENSITY]
+    _step(state, params, outflow=150.0, steps=10)
+    assert state[0, plant.VOLUME_ML] == 0.0
+    assert state[0, plant.DENSITY] == pytest.approx(density, rel=1e-4)
+
+
+def test_doubling_time_at_the_optimum_is_as_configured_once_activated() -> None:
+    parameters = plant.PlantParameters(death_per_h=0.0, lag_h=1e-6, density_max=1e30)
+    state, params = _one_unit(parameters, temperature=37.0)
+    # Hold the liquid at 37 °C exactly: the heater supplies the loss to ambient.
+    duty = parameters.ua_w_per_k * (37.0 - parameters.ambient_c) / parameters.heater_w
+    start = state[0, plant.DENSITY]
+    _step(state, params, duty=duty, steps=24 * 3600)
+    assert state[0, plant.DENSITY] / start == pytest.approx(2.0, rel=1e-3)
+
+
+def test_no_growth_outside_the_cardinal_temperatures() -> None:
+    for temperature in (20.0, 25.0, 42.0, 45.0):
+        assert plant.cardinal_temperature_factor(temperature, 25.0, 37.0, 42.0) == 0.0
+    assert plant.cardinal_temperature_factor(37.0, 25.0, 37.0, 42.0) == pytest.approx(1.0)
+
+
+def test_a_failed_heater_has_no_effect() -> None:
+    state, params = _one_unit()
+    _step(state, params, duty=1.0, steps=600, heater_works=False)
+    assert state[0, plant.TEMPERATURE] == pytest.approx(22.0)
+
+
+def test_numba_kernel_is_bit_identical_to_its_python_reference() -> None:
+    rng = np.random.default_rng(7)
+    n = 5
+    states = []
+    for kernel in (plant.plant_step, plant.plant_step.py_func):
+        state = np.tile(plant.InitialConditions().as_row(), (n, 1))
+        params = np.tile(plant.PlantParameters().as_row(), (n, 1))
+        local = np.random.default_rng(7)
+        for _ in range(200):
+            kernel(
+                state,
+                params,
+                local.random(n),
+                local.random(n) * (local.random(n) > 0.8),
+                np.full(n, 30.0),
+                local.random(n) * 0.5 * (local.random(n) > 0.9),
+                np.ones(n, dtype=np.bool_),
+                1.0,
+                5,
+            )
+        states.append(state)
+    assert rng is not None
+    assert np.array_equal(states[0], states[1])
+    assert all(math.isfinite(v) for v in states[0].ravel())
