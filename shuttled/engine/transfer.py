@@ -23,6 +23,7 @@ class TransferProgress:
     rate_ul_min: float
     delivered_before_ul: float = 0.0  # delivered in earlier, closed segments
     segment_baseline_ul: float | None = None  # pump counter when the open segment was commanded
+    kind: str = "transfer"  # or "dilution" (density control)
 
     def delivered_ul(self, view: PumpView | None) -> float:
         if self.segment_baseline_ul is None or view is None:

@@ -27,6 +27,9 @@ from shuttled.engine.actions import Action, StopPump, UnitSnapshot
 from shuttled.engine.transfer import TransferProgress
 
 HEATER_OFF_REASON_PREFIX = "temperature"
+DILUTION_TARGET = 0.9  # dilute to 90 % of max_density, so probe noise does not re-trigger at once
+DILUTION_RATE_ML_MIN = 10.0
+MIN_DILUTION_ML = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class UnitRun:
     last_now: float = math.nan
     events: list[RunEvent] = field(default_factory=list)
     delivered_ul: dict[str, float] = field(default_factory=dict)
+    _volume_cap_reported: bool = False
 
     # --- queries -----
 
@@ -148,17 +152,21 @@ class UnitRun:
         phase = self.phase
         assert phase is not None and self.protocol is not None
         actions: list[Action] = []
-        steps_done = self.step_index >= len(phase.steps)
-        if not steps_done:
+        if self.transfer is not None and self.transfer.kind == "dilution":
+            actions.extend(self._advance_dilution(snapshot))
+        elif self.step_index < len(phase.steps):
             actions.extend(self._advance_step(phase.steps[self.step_index], snapshot))
-            if self.state != RunState.RUNNING:
-                return actions
-            steps_done = self.step_index >= len(phase.steps)
+        if self.state != RunState.RUNNING:
+            return actions
 
         if phase.timeout_s is not None and self.phase_elapsed_s >= phase.timeout_s:
             return actions + self._on_timeout(phase, snapshot.now)
-        if not steps_done:
-            return actions
+        if self.step_index < len(phase.steps) or self.transfer is not None:
+            return actions  # a phase never ends in the middle of moving liquid
+        if phase.density_control is not None:
+            actions.extend(self._start_dilution_if_needed(phase, snapshot))
+            if self.transfer is not None:
+                return actions
         if phase.until is not None and bool(phase.until.evaluate(self._signals(snapshot))):
             self._next_phase(snapshot.now, f"until {phase.until_text} held")
         elif phase.duration_s is not None and self.phase_elapsed_s >= phase.duration_s:
@@ -168,49 +176,91 @@ class UnitRun:
         return actions
 
     def _advance_step(self, transfer: Transfer, snapshot: UnitSnapshot) -> list[Action]:
-        view = snapshot.pumps.get(transfer.pump)
-        if view is None:
-            return []  # no fresh status this tick: wait rather than guess
-        progress = self.transfer
-        if progress is None:
+        if self.transfer is None:
             volume_ml = snapshot.volume_ml if transfer.is_all else transfer.volume_ml
             if volume_ml is None or math.isnan(volume_ml):
                 return []  # `volume: all` needs a volume reading
-            progress = TransferProgress(
+            self.transfer = TransferProgress(
                 transfer.pump, volume_ml * 1000.0, transfer.rate_ml_min * 1000.0
             )
-            self.transfer = progress
             self._record(
                 snapshot.now,
                 "step",
                 self.state,
                 f"transfer {transfer.pump} {volume_ml:.1f} mL started",
             )
-            return [progress.next_command(view)]
+        actions, done = self._drive(self.transfer, snapshot)
+        if done:
+            self.step_index += 1
+        return actions
+
+    def _start_dilution_if_needed(self, phase: Phase, snapshot: UnitSnapshot) -> list[Action]:
+        """Dilute back to DILUTION_TARGET of the limit once density exceeds it (hysteresis keeps
+        the pump from chattering on probe noise); never beyond the protocol's volume cap."""
+        assert phase.density_control is not None and self.protocol is not None
+        control = phase.density_control
+        limit = self.protocol.phase_max_density(phase, self.parameters)
+        density, volume = snapshot.density, snapshot.volume_ml
+        if limit is None or math.isnan(density) or math.isnan(volume) or density <= limit:
+            return []
+        wanted_ml = volume * (density / (DILUTION_TARGET * limit) - 1.0)
+        room_ml = control.max_volume_ml - volume
+        volume_ml = min(wanted_ml, room_ml)
+        if volume_ml < MIN_DILUTION_ML:
+            if not self._volume_cap_reported:
+                self._volume_cap_reported = True
+                self._record(
+                    snapshot.now,
+                    "alarm",
+                    self.state,
+                    f"density {density:.3g}/mL above {limit:.3g}/mL but the vessel is at "
+                    f"its {control.max_volume_ml:g} mL cap",
+                )
+            return []
+        self.transfer = TransferProgress(
+            control.pump, volume_ml * 1000.0, DILUTION_RATE_ML_MIN * 1000.0, kind="dilution"
+        )
+        self._record(
+            snapshot.now,
+            "step",
+            self.state,
+            f"dilution {control.pump} {volume_ml:.1f} mL (density {density:.3g}/mL "
+            f"above {limit:.3g}/mL)",
+        )
+        return self._advance_dilution(snapshot)
+
+    def _advance_dilution(self, snapshot: UnitSnapshot) -> list[Action]:
+        assert self.transfer is not None
+        actions, _ = self._drive(self.transfer, snapshot)
+        return actions
+
+    def _drive(
+        self, progress: TransferProgress, snapshot: UnitSnapshot
+    ) -> tuple[list[Action], bool]:
+        """Follow one transfer by the pump's counter; returns the actions and whether it is done."""
+        view = snapshot.pumps.get(progress.pump)
+        if view is None:
+            return [], False  # no fresh status this tick: wait rather than guess
         if progress.is_done(view):
-            self._account(progress, view)
+            delivered = progress.delivered_ul(view)
+            self.delivered_ul[progress.pump] = self.delivered_ul.get(progress.pump, 0.0) + delivered
             self._record(
                 snapshot.now,
                 "step",
                 self.state,
-                f"transfer {transfer.pump} done: {progress.delivered_ul(view) / 1000:.2f} mL",
+                f"{progress.kind} {progress.pump} done: {delivered / 1000:.2f} mL",
             )
             self.transfer = None
-            self.step_index += 1
-            return []
-        if view.running:
-            return []
+            return [], True
+        if progress.segment_baseline_ul is not None and view.running:
+            return [], False
         if view.alarms:
             progress.close_segment(view)
             self._auto_hold(
-                snapshot.now, f"pump {transfer.pump} alarm: {','.join(sorted(view.alarms))}"
+                snapshot.now, f"pump {progress.pump} alarm: {','.join(sorted(view.alarms))}"
             )
-            return []
-        return [progress.next_command(view)]  # stopped short: command only the remainder
-
-    def _account(self, progress: TransferProgress, view: object) -> None:
-        delivered = progress.delivered_ul(view)  # type: ignore[arg-type]
-        self.delivered_ul[progress.pump] = self.delivered_ul.get(progress.pump, 0.0) + delivered
+            return [], False
+        return [progress.next_command(view)], False  # new, or stopped short: only the remainder
 
     def _on_timeout(self, phase: Phase, now: float) -> list[Action]:
         message = f"phase {phase.name} timed out after {self.phase_elapsed_s / 3600:.2f} h"
@@ -258,6 +308,7 @@ class UnitRun:
         self.phase_index = index
         self.phase_elapsed_s = 0.0
         self.step_index = 0
+        self._volume_cap_reported = False
         self.transfer = None
         assert self.protocol is not None
         phase = self.protocol.phases[index]

@@ -105,3 +105,29 @@ def test_every_command_has_help_and_version(script: str) -> None:
     assert _run(str(BIN / script), "--help").returncode == 0
     version = _run(str(BIN / script), "--version")
     assert version.returncode == 0 and "0.1.0" in version.stdout
+
+
+def test_density_control_dilutes_through_the_full_stack(tmp_path: Path) -> None:
+    protocol = tmp_path / "dilute.yaml"
+    protocol.write_text(
+        "shuttle_protocol: 1\nname: dilute\nversion: 1.0.0\nphases:\n"
+        "  - name: expansion\n    temperature: 37.0\n"
+        "    density_control: {pump: media, max_density: 3.0e5, max_volume_ml: 250}\n"
+        "    duration: 1h\n"
+    )
+    result = _run(
+        str(BIN / "shuttled"),
+        "simulate",
+        "--units",
+        "1",
+        "--protocol",
+        str(protocol),
+        "--json",
+        "--seed",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout.splitlines()[-1])
+    # 100 mL at 5e5/mL diluted to 90 % of 3e5/mL needs ≈ 85 mL; the cells stay in the vessel.
+    assert 70.0 < run["media_ml"] < 100.0
+    assert run["final_cells"] == pytest.approx(5.0e7, rel=0.1)

@@ -172,3 +172,56 @@ def test_every_state_change_is_recorded_with_user_and_reason() -> None:
         (RunState.HELD, "system"),
     ]
     assert "look at it" in run.events[2].detail
+
+
+DENSITY_PROTOCOL = """\
+shuttle_protocol: 1
+name: density-test
+version: 1.0.0
+parameters:
+  max_density: {default: 2.0e6, min: 1.0e5, max: 1.0e7}
+phases:
+  - name: expansion
+    temperature: 37.0
+    density_control: {pump: media, max_density: max_density, max_volume_ml: 300}
+    duration: 1h
+"""
+
+
+def _density_run() -> UnitRun:
+    run = UnitRun("U01")
+    protocol = load_protocol_text(DENSITY_PROTOCOL, "density.yaml")
+    run.start(protocol, protocol.resolve_parameters({}), "R-1", 0.0, reason="test")
+    return run
+
+
+def dsnap(now: float, density: float, volume: float, media: PumpView) -> UnitSnapshot:
+    return UnitSnapshot(now, 37.0, volume, density, math.nan, {"media": media})
+
+
+def test_density_control_dilutes_to_below_the_limit_and_respects_the_volume_cap() -> None:
+    run = _density_run()
+    assert run.step(dsnap(5.0, 1.9e6, 100.0, PumpView(False, 0.0))) == []
+    actions = run.step(dsnap(10.0, 2.7e6, 100.0, PumpView(False, 0.0)))
+    # 100 mL at 2.7e6 → 0.9 × 2e6 needs 50 mL of fresh medium.
+    assert actions == [Dispense("media", pytest.approx(50000.0), 10000.0)]
+    run.step(dsnap(15.0, 2.7e6, 120.0, PumpView(True, 20000.0)))
+    run.step(dsnap(20.0, 1.8e6, 150.0, PumpView(False, 50000.0)))
+    assert run.transfer is None and run.delivered_ul["media"] == pytest.approx(50000.0)
+    # Near the cap only what fits is added; at the cap nothing is, and that is recorded once.
+    actions = run.step(dsnap(25.0, 4.0e6, 280.0, PumpView(False, 50000.0)))
+    assert actions == [Dispense("media", pytest.approx(20000.0), 10000.0)]
+    run.step(dsnap(30.0, 3.7e6, 300.0, PumpView(False, 70000.0)))
+    assert run.step(dsnap(35.0, 3.7e6, 300.0, PumpView(False, 70000.0))) == []
+    run.step(dsnap(40.0, 3.7e6, 300.0, PumpView(False, 70000.0)))
+    assert sum("cap" in e.detail for e in run.events) == 1
+
+
+def test_a_phase_waits_for_a_running_dilution_before_it_ends() -> None:
+    run = _density_run()
+    run.step(dsnap(3590.0, 3.0e6, 100.0, PumpView(False, 0.0)))
+    run.step(dsnap(3600.0, 3.0e6, 110.0, PumpView(True, 10000.0)))
+    assert run.state == RunState.RUNNING
+    run.step(dsnap(3700.0, 1.8e6, 167.0, PumpView(False, 66667.0)))
+    run.step(dsnap(3705.0, 1.8e6, 167.0, PumpView(False, 66667.0)))
+    assert run.state == RunState.COMPLETE
