@@ -7,6 +7,8 @@ journal — is exactly what runs on hardware.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -147,8 +149,20 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             active = [runs[u] for u in assignments]
             deadline = clock.now() + options.max_hours * 3600.0
 
+            stop = _stop_on_signals()
+
             def finished() -> bool:
+                if stop.is_set():
+                    return True
+                if not active:  # no protocol: serve until SIGINT/SIGTERM
+                    return False
                 return all(_run_has_ended(r) for r in active) or clock.now() >= deadline
+
+            if not active:
+                console.print(
+                    f"Virtual instrument with {len(runs)} units is running "
+                    f"(journal in {data_dir}); Ctrl-C stops it."
+                )
 
             with _progress(console, active) as update:
                 await loop.run_until(finished, on_tick=lambda: update(clock.now()))
@@ -161,6 +175,14 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             await devices.close()
             journal.close()
             await instrument.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 class _progress:

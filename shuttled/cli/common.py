@@ -35,16 +35,19 @@ def parameter_assignment(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"value of {name!r} is not a number: {value!r}") from None
 
 
-def speed(text: str) -> float | None:
-    """`max` (as fast as possible) or a positive factor of real time."""
+MAX_SPEED = float("inf")
+
+
+def speed(text: str) -> float:
+    """`max` (as fast as possible, MAX_SPEED) or a positive factor of real time."""
     if text == "max":
-        return None
+        return MAX_SPEED
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"speed must be 'max' or a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"speed must be positive, got {text!r}")
+    if not 0 < value < MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or 'max', got {text!r}")
     return value
 
 

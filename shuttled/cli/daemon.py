@@ -13,6 +13,7 @@ from rich.console import Console
 from shuttled.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
+    MAX_SPEED,
     add_version,
     fail,
     parameter_assignment,
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed",
         type=speed,
         default=None,
-        help="'max' (default: as fast as possible) or a factor of real time",
+        help="'max' (as fast as possible; the default with --protocol) or a factor of real "
+        "time (default 1 without --protocol, so shuttlectl can be tried against it)",
     )
     sim.add_argument(
         "--protocol",
@@ -65,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speed_for(args: argparse.Namespace) -> float | None:
+    """None is as fast as possible: right for running protocols, pointless for serving idle."""
+    if args.speed is not None:
+        return None if args.speed == MAX_SPEED else args.speed
+    return None if args.protocol else 1.0
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from protocols import ParameterError, ProtocolInvalid
     from shuttled.log_setup import configure_logging
@@ -74,7 +83,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     options = SimulateOptions(
         units=args.units,
-        speed=args.speed,
+        speed=_speed_for(args),
         protocols=args.protocol,
         unit=args.unit,
         seed=args.seed,

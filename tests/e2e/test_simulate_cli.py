@@ -131,3 +131,24 @@ def test_density_control_dilutes_through_the_full_stack(tmp_path: Path) -> None:
     # 100 mL at 5e5/mL diluted to 90 % of 3e5/mL needs ≈ 85 mL; the cells stay in the vessel.
     assert 70.0 < run["media_ml"] < 100.0
     assert run["final_cells"] == pytest.approx(5.0e7, rel=0.1)
+
+
+def test_without_a_protocol_simulate_serves_until_interrupted() -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [str(BIN / "shuttled"), "simulate", "--units", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()  # blocks until the instrument is up
+        assert "running" in first_line
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
