@@ -76,7 +76,7 @@ def print_table(summaries: list[RunSummary], console: Console) -> None:
         "duration",
         "final cells",
         "T mean",
-        "T max dev",
+        "max |ΔT|",
         "in band",
         "media",
         "alarms",

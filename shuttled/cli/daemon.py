@@ -90,7 +90,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         parameters=dict(args.param),
     )
-    console = Console(stderr=args.json)
+    # Wide enough for the summary table when the output goes to a file or a pipe.
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 132)
     try:
         summaries = asyncio.run(simulate(options, console))
     except ProtocolInvalid as invalid:
