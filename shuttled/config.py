@@ -58,10 +58,23 @@ class UnitConfig:
 
 
 @dataclass(frozen=True)
+class OperatorServerConfig:
+    """The daemon's own OPC UA server for operators and the MES (SPEC §5)."""
+
+    endpoint: str = "opc.tcp://0.0.0.0:4840/shuttled"
+    security_policies: tuple[str, ...] = ("Basic256Sha256", "Aes256_Sha256_RsaPss")
+    allow_insecure: bool = False
+    allow_anonymous_read: bool = False
+    users_file: Path | None = None
+    trust_all_loopback_clients: bool = False
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     instrument_id: str
     data_dir: Path
     units: list[UnitConfig]
+    operator: OperatorServerConfig = field(default_factory=OperatorServerConfig)
     control_period_s: float = 5.0
     device_loss_hold_s: float = 60.0
     device_timeout_s: float = 1.0

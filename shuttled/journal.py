@@ -25,6 +25,11 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL NOT NULL,
     final_state TEXT
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    unit TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -89,6 +94,24 @@ class Journal:
     def record_final_state(self, run_id: str, state: str) -> None:
         with self._db:
             self._db.execute("UPDATE runs SET final_state = ? WHERE run_id = ?", (state, run_id))
+
+    def save_checkpoints(self, checkpoints: dict[str, dict], at: float) -> None:
+        """Every changed unit's run state in one committed (fsynced) transaction."""
+        if not checkpoints:
+            return
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO checkpoints (unit, at, data) VALUES (?, ?, ?)"
+                " ON CONFLICT(unit) DO UPDATE SET at = excluded.at, data = excluded.data",
+                [
+                    (unit, at, json.dumps(data, sort_keys=True))
+                    for unit, data in checkpoints.items()
+                ],
+            )
+
+    def load_checkpoints(self) -> dict[str, dict]:
+        rows = self._db.execute("SELECT unit, data FROM checkpoints").fetchall()
+        return {unit: json.loads(data) for unit, data in rows}
 
     def events_of(self, run_id: str) -> list[tuple[float, str, str, str, str]]:
         return self._db.execute(

@@ -22,22 +22,16 @@ from protocols.loader import load_protocol_file
 from protocols.model import Protocol
 from protocols.state_machine import RunState
 from shuttled.clock import make_clock
-from shuttled.config import (
-    BioreactorConfig,
-    DaemonConfig,
-    ProbeConfig,
-    PumpConfig,
-    UnitConfig,
-)
 from shuttled.control.loop import ControlLoop
 from shuttled.devices import Devices
 from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
 from shuttled.load_checks import check_protocol_fits_unit
+from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
-from simulators.instrument import InstrumentEndpoints, VirtualInstrument
+from simulators.instrument import VirtualInstrument
+from simulators.opcua_bioreactor import free_loopback_port
 
-INSTRUMENT_ID = "CS-SIM"
 log = structlog.get_logger("shuttled.simulate")
 
 
@@ -55,28 +49,6 @@ class SimulateOptions:
     data_dir: Path | None = None
     parameters: dict[str, float] = field(default_factory=dict)
     max_hours: float = 24.0 * 60
-
-
-def config_for(endpoints: InstrumentEndpoints, data_dir: Path) -> DaemonConfig:
-    units = []
-    for unit_id, node in endpoints.unit_nodes.items():
-        pumps = {
-            p.name: PumpConfig(p.name, p.port, p.address, p.ul_per_rev, p.into_vessel)
-            for p in endpoints.pumps
-            if p.unit_id == unit_id
-        }
-        probe = next(p for p in endpoints.probes if p.unit_id == unit_id)
-        units.append(
-            UnitConfig(
-                unit_id=unit_id,
-                bioreactor=BioreactorConfig(
-                    endpoints.opcua_endpoint, endpoints.opcua_namespace, node
-                ),
-                pumps=pumps,
-                probe=ProbeConfig(probe.port, probe.device_id),
-            )
-        )
-    return DaemonConfig(instrument_id=INSTRUMENT_ID, data_dir=data_dir, units=units)
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -110,7 +82,9 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
         assignments = _assign_protocols(options, instrument.unit_ids)
         await instrument.start()
         clock.add_advance_listener(instrument.advance_to)
-        config = config_for(instrument.endpoints(), data_dir)
+        config = config_for_instrument(
+            instrument.endpoints(), data_dir, free_loopback_port(), users_file=None
+        ).to_daemon_config()
         devices = Devices(config)
         journal = Journal(data_dir / "journal.sqlite3")
         try:

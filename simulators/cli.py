@@ -13,11 +13,14 @@ import contextlib
 import json
 import signal
 import sys
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 from shuttled import __version__
 from shuttled.clock import RealClock
-from simulators.instrument import VirtualInstrument
+from simulators.instrument import InstrumentEndpoints, VirtualInstrument
+from simulators.opcua_bioreactor import free_loopback_port
 
 PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
 
@@ -41,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of sensor noise")
     parser.add_argument("--json", action="store_true", help="print the endpoints as JSON")
+    parser.add_argument("--data-dir", type=Path,
+                        help="data directory for the daemon's configuration (--print-config); "
+                        "default: a new temporary directory")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print a complete configuration for `shuttled serve --config`, "
+                        "then keep serving")
     return parser
 
 
@@ -52,7 +61,9 @@ async def serve(args: argparse.Namespace) -> None:
     await instrument.start()
     clock.add_advance_listener(instrument.advance_to)
     endpoints = instrument.endpoints()
-    if args.json:
+    if args.print_config:
+        print(_daemon_config_text(endpoints, args.data_dir), end="", flush=True)
+    elif args.json:
         print(json.dumps(asdict(endpoints)), flush=True)
     else:
         print(f"bioreactor controller: {endpoints.opcua_endpoint} ({endpoints.opcua_namespace})")
@@ -72,6 +83,18 @@ async def serve(args: argparse.Namespace) -> None:
             await clock.sleep_until(next_step)
     finally:
         await instrument.stop()
+
+
+def _daemon_config_text(endpoints: InstrumentEndpoints, data_dir: Path | None) -> str:
+    """A configuration `shuttled serve` accepts as it is, with a `sim` supervisor account."""
+    from shuttled.config_file import render_config
+    from shuttled.sim_config import config_for_instrument
+    from shuttled.users import create_simulation_account
+
+    data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="shuttle-sim-"))).resolve()
+    users_file, _ = create_simulation_account(data_dir)
+    config = config_for_instrument(endpoints, data_dir, free_loopback_port(), users_file)
+    return render_config(config)
 
 
 def main(argv: list[str] | None = None) -> int:

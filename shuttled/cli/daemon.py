@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from shuttled.cli.common import (
+    EXIT_CONFIG,
     EXIT_OK,
     EXIT_REFUSED,
     MAX_SPEED,
@@ -28,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version(parser, "shuttled")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the service (systemd's ExecStart)",
+        description="Run the service with the configuration FILE (default $SHUTTLED_CONFIG or "
+        "/etc/shuttled/shuttled.toml). Exit 78 on an invalid configuration.",
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE", help="configuration file (TOML)")
+    serve.add_argument("--log-level", default="info", help="log level on stderr (default info)")
     sim = commands.add_parser(
         "simulate",
         help="run the daemon against an in-process virtual instrument",
@@ -110,8 +120,30 @@ def run_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if all(s.state == "COMPLETE" for s in summaries) else EXIT_REFUSED
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    import faulthandler
+    import os
+
+    from shuttled.config_file import DEFAULT_CONFIG_PATH, ConfigError, load_config
+    from shuttled.log_setup import configure_logging
+    from shuttled.serve import serve
+
+    faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's stack in the journal
+    configure_logging(args.log_level)
+    path = args.config or Path(os.environ.get("SHUTTLED_CONFIG", DEFAULT_CONFIG_PATH))
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        return fail(str(error), EXIT_CONFIG)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
     if args.command == "simulate":
         return run_simulate(args)
     return EXIT_REFUSED  # pragma: no cover - argparse requires a known command

@@ -282,6 +282,16 @@ class UnitRun:
         if self.state == RunState.RUNNING:
             self._auto_hold(now, reason)
 
+    def hold_after_restart(self, now: float, reason: str) -> None:
+        """Restore-only: an active run comes back holding, whatever it was doing (SPEC §4).
+
+        Not a Hold command: a run that was already HELD also passes through HOLDING once, so the
+        first tick stops any pump a dispense may have left running while the daemon was down.
+        """
+        self._record(now, "state", RunState.HOLDING, f"hold: {reason}")
+        self.state = RunState.HOLDING
+        self.hold_reason = reason
+
     def _finish_transient(self, snapshot: UnitSnapshot) -> list[Action]:
         actions = self._stop_transfer(snapshot)
         self._settle(snapshot.now, "settled")

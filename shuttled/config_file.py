@@ -1,0 +1,226 @@
+"""The TOML configuration of `shuttled serve` (SPEC §2): schema, loading and writing.
+
+A service that starts with a half-understood configuration is worse than one that does not start:
+every key is checked (unknown keys included, since a misspelt `max_volume_ml` would otherwise
+silently fall back to a default), and the first problem is reported as one line naming the key,
+which `shuttled serve` turns into exit 78 so systemd stops restarting it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shuttled.config import (
+    BioreactorConfig,
+    DaemonConfig,
+    OperatorServerConfig,
+    ProbeConfig,
+    PumpConfig,
+    UnitConfig,
+    UnitLimits,
+)
+from shuttled.control.temperature import TemperatureGains
+
+DEFAULT_CONFIG_PATH = Path("/etc/shuttled/shuttled.toml")
+
+
+class ConfigError(Exception):
+    """One line for the operator: which file, which key, what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class OperatorSection(_Strict):
+    endpoint: str = "opc.tcp://0.0.0.0:4840/shuttled"
+    security_policies: list[Literal["Basic256Sha256", "Aes256_Sha256_RsaPss"]] = [
+        "Basic256Sha256",
+        "Aes256_Sha256_RsaPss",
+    ]
+    allow_insecure: bool = False
+    allow_anonymous_read: bool = False
+    users_file: Path | None = None
+    trust_all_loopback_clients: bool = False
+
+
+class BioreactorSection(_Strict):
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    namespace_uri: str
+
+
+class BusSection(_Strict):
+    port: str
+    kind: Literal["pumps", "modbus"]
+
+
+class PumpSection(_Strict):
+    bus: str
+    address: int = Field(ge=1, le=32)
+    ul_per_rev: Positive
+    direction: Literal["in", "out"]
+    max_rpm: float = Field(default=300.0, gt=0, le=300.0)
+
+
+class ProbeSection(_Strict):
+    bus: str
+    device_id: int = Field(ge=1, le=247)
+    kind: Literal["density"] = "density"
+
+
+class LimitsSection(_Strict):
+    temperature_min: float = Field(default=4.0, ge=4.0, le=42.0)
+    temperature_max: float = Field(default=40.0, ge=4.0, le=42.0)
+    max_volume_ml: Positive = 1000.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitsSection:
+        if self.temperature_min >= self.temperature_max:
+            raise ValueError("temperature_min must be below temperature_max")
+        return self
+
+
+class ThermalModelSection(_Strict):
+    """The controller's model of the unit, used for feed-forward (not the plant itself)."""
+
+    heater_w: Positive = 15.0
+    ua_w_per_k: Positive = 0.6
+    ambient_c: float = 22.0
+
+
+class UnitSection(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    bioreactor: str
+    node: str
+    pumps: dict[str, PumpSection]
+    probe: ProbeSection
+    limits: LimitsSection = LimitsSection()
+    thermal_model: ThermalModelSection = ThermalModelSection()
+
+
+class ConfigFile(_Strict):
+    instrument_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    data_dir: Path = Path("/var/lib/shuttled")
+    control_period_s: float = Field(default=5.0, gt=0, le=60.0)
+    device_loss_hold_s: float = Field(default=60.0, ge=0)
+    device_timeout_s: float = Field(default=1.0, gt=0, le=30.0)
+    opcua: OperatorSection = OperatorSection()
+    bioreactors: dict[str, BioreactorSection]
+    buses: dict[str, BusSection]
+    units: list[UnitSection] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> ConfigFile:
+        ids = [u.id for u in self.units]
+        for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"unit id {duplicate!r} is used twice")
+        used: dict[tuple[str, int], str] = {}
+        for index, unit in enumerate(self.units):
+            where = f"units[{index}] ({unit.id})"
+            if unit.bioreactor not in self.bioreactors:
+                raise ValueError(f"{where}.bioreactor: no [bioreactors.{unit.bioreactor}] section")
+            for name, pump in unit.pumps.items():
+                self._check_bus(f"{where}.pumps.{name}.bus", pump.bus, "pumps")
+                key = (pump.bus, pump.address)
+                if key in used:
+                    raise ValueError(
+                        f"{where}.pumps.{name}.address: {pump.address} on bus {pump.bus!r} is "
+                        f"already {used[key]}"
+                    )
+                used[key] = f"{unit.id}.{name}"
+            self._check_bus(f"{where}.probe.bus", unit.probe.bus, "modbus")
+        return self
+
+    def _check_bus(self, where: str, bus: str, kind: str) -> None:
+        section = self.buses.get(bus)
+        if section is None:
+            raise ValueError(f"{where}: no [buses.{bus}] section")
+        if section.kind != kind:
+            raise ValueError(f"{where}: bus {bus!r} is a {section.kind} bus, not {kind}")
+
+    def to_daemon_config(self) -> DaemonConfig:
+        units = []
+        for unit in self.units:
+            controller = self.bioreactors[unit.bioreactor]
+            units.append(
+                UnitConfig(
+                    unit_id=unit.id,
+                    bioreactor=BioreactorConfig(
+                        controller.endpoint, controller.namespace_uri, unit.node
+                    ),
+                    pumps={
+                        name: PumpConfig(
+                            name, self.buses[p.bus].port, p.address, p.ul_per_rev,
+                            p.direction == "in", p.max_rpm,
+                        )
+                        for name, p in unit.pumps.items()
+                    },
+                    probe=ProbeConfig(self.buses[unit.probe.bus].port, unit.probe.device_id),
+                    limits=UnitLimits(**unit.limits.model_dump()),
+                    temperature_gains=TemperatureGains(**unit.thermal_model.model_dump()),
+                )
+            )
+        operator = self.opcua
+        return DaemonConfig(
+            instrument_id=self.instrument_id,
+            data_dir=self.data_dir,
+            units=units,
+            operator=OperatorServerConfig(
+                endpoint=operator.endpoint,
+                security_policies=tuple(operator.security_policies),
+                allow_insecure=operator.allow_insecure,
+                allow_anonymous_read=operator.allow_anonymous_read,
+                users_file=operator.users_file,
+                trust_all_loopback_clients=operator.trust_all_loopback_clients,
+            ),
+            control_period_s=self.control_period_s,
+            device_loss_hold_s=self.device_loss_hold_s,
+            device_timeout_s=self.device_timeout_s,
+        )
+
+
+def _key_path(location: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in location:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def load_config(path: Path) -> DaemonConfig:
+    """Read and check a configuration file; ConfigError with one clear line otherwise."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: TOML syntax error: {error}") from None
+    try:
+        return ConfigFile.model_validate(data).to_daemon_config()
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = _key_path(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        if first["type"] == "missing":
+            message = "required key is missing"
+        more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {key + ': ' if key else ''}{message}{more}") from None
+
+
+def render_config(config: ConfigFile) -> str:
+    """The TOML text of a configuration, as `shuttled serve --config` reads it back."""
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))

@@ -1,0 +1,44 @@
+"""When a run's checkpoint is written: on every meaningful change, and at least once a minute.
+
+Writing every tick would fsync every control period for every unit; writing only on state
+changes would lose a long phase's elapsed time. So a checkpoint is written whenever anything but
+the elapsed time changed (a state, a phase, a step, a transfer's baseline — always before the
+instrument acts on it), and otherwise once per `REFRESH_S` of process time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shuttled.engine.checkpoint import checkpoint_of
+from shuttled.engine.unit_run import UnitRun
+from shuttled.journal import Journal
+
+REFRESH_S = 60.0
+_CLOCK_FIELDS = ("phase_elapsed_s",)
+
+
+class RunPersistence:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._saved: dict[str, dict[str, Any]] = {}
+        self._saved_at: dict[str, float] = {}
+
+    def persist(self, runs: list[UnitRun], now: float, force: bool = False) -> int:
+        """Save the checkpoints that need saving, in one transaction; returns how many."""
+        due: dict[str, dict[str, Any]] = {}
+        for run in runs:
+            data = checkpoint_of(run)
+            if force or self._changed(run.unit_id, data, now):
+                due[run.unit_id] = data
+        self.journal.save_checkpoints(due, now)
+        for unit, data in due.items():
+            self._saved[unit] = data
+            self._saved_at[unit] = now
+        return len(due)
+
+    def _changed(self, unit: str, data: dict[str, Any], now: float) -> bool:
+        saved = self._saved.get(unit)
+        if saved is None or now - self._saved_at[unit] >= REFRESH_S:
+            return True
+        return any(data[k] != saved[k] for k in data if k not in _CLOCK_FIELDS)

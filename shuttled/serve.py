@@ -1,0 +1,99 @@
+"""`shuttled serve`: the service. Restore, regulate, and leave everything safe on the way out.
+
+Start-up restores every unit's run from the journal (active runs come back held, `daemon
+restarted`), contacts every device once, then tells systemd it is ready. SIGTERM or SIGINT stops
+the control loop, turns every heater off and stops every pump, writes the last checkpoints and
+exits 0, so a restart never finds an actuator left running by a daemon that is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import structlog
+
+from drivers.interfaces import DeviceError
+from shuttled.clock import RealClock
+from shuttled.config import DaemonConfig
+from shuttled.control.loop import ControlLoop
+from shuttled.devices import Devices
+from shuttled.engine.checkpoint import CheckpointError, restore_run
+from shuttled.engine.persistence import RunPersistence
+from shuttled.engine.unit_run import UnitRun
+from shuttled.journal import Journal
+from shuttled.sd_notify import notify
+
+log = structlog.get_logger("shuttled.serve")
+
+
+def restore_runs(journal: Journal, config: DaemonConfig, now: float) -> dict[str, UnitRun]:
+    checkpoints = journal.load_checkpoints()
+    runs: dict[str, UnitRun] = {}
+    for unit in config.units:
+        data = checkpoints.pop(unit.unit_id, None)
+        if data is None:
+            runs[unit.unit_id] = UnitRun(unit.unit_id)
+            continue
+        try:
+            runs[unit.unit_id] = restore_run(data, now)
+        except (CheckpointError, KeyError, TypeError, ValueError) as error:
+            # Never guess a run's state: keep the unit out of use until someone looks.
+            log.error("cannot restore run", unit=unit.unit_id, error=str(error))
+            run = UnitRun(unit.unit_id)
+            run.hold_reason = f"journal could not be restored: {error}"
+            runs[unit.unit_id] = run
+        else:
+            run = runs[unit.unit_id]
+            log.info("run restored", unit=unit.unit_id, run_id=run.run_id, state=run.state.value)
+    for unit in checkpoints:
+        log.warning("journal has a run for a unit that is no longer configured", unit=unit)
+    return runs
+
+
+async def put_everything_safe(devices: Devices) -> None:
+    """Heaters off and pumps stopped, device by device: one failure must not stop the rest."""
+    for bioreactor in devices.bioreactors.values():
+        try:
+            await bioreactor.write_heaters(dict.fromkeys(bioreactor.unit_ids, 0.0))
+        except DeviceError as error:
+            log.error("could not turn heaters off", endpoint=bioreactor.endpoint, error=str(error))
+    for unit, unit_devices in devices.units.items():
+        for name, pump in unit_devices.pumps.items():
+            try:
+                await pump.stop()
+            except DeviceError as error:
+                log.error("could not stop pump", unit=unit, pump=name, error=str(error))
+
+
+async def serve(config: DaemonConfig) -> None:
+    # Process time is wall time in the service, so elapsed phase time survives a restart.
+    clock = RealClock(speed=1.0, start=time.time())
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    journal = Journal(config.data_dir / "journal.sqlite3")
+    devices = Devices(config)
+    persistence = RunPersistence(journal)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        runs = restore_runs(journal, config, clock.now())
+        persistence.persist(list(runs.values()), clock.now(), force=True)
+        await devices.open()
+        control = ControlLoop(config, devices, runs, clock, journal)
+        notify("READY=1", f"STATUS=serving {len(runs)} units")
+        log.info("ready", instrument=config.instrument_id, units=len(runs))
+
+        def after_tick() -> None:
+            persistence.persist(list(runs.values()), clock.now())
+
+        await control.run_until(stop.is_set, on_tick=after_tick)
+        notify("STOPPING=1")
+        log.info("stopping: putting every unit in its safe state")
+        await put_everything_safe(devices)
+        persistence.persist(list(runs.values()), clock.now(), force=True)
+    finally:
+        await devices.close()
+        journal.close()

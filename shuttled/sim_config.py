@@ -1,0 +1,66 @@
+"""The daemon configuration that fits a virtual instrument, for `simulate` and `shuttle-sim`.
+
+Both build the same `ConfigFile` the service reads from TOML, so a configuration printed by
+`shuttle-sim --print-config` is exactly what `shuttled simulate` runs in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shuttled.config_file import (
+    BioreactorSection,
+    BusSection,
+    ConfigFile,
+    OperatorSection,
+    ProbeSection,
+    PumpSection,
+    UnitSection,
+)
+from simulators.instrument import InstrumentEndpoints
+
+SIM_INSTRUMENT_ID = "CS-SIM"
+
+
+def config_for_instrument(
+    endpoints: InstrumentEndpoints, data_dir: Path, operator_port: int, users_file: Path | None
+) -> ConfigFile:
+    buses: dict[str, BusSection] = {}
+    bus_names: dict[str, str] = {}
+    for kind, prefix, ports in (
+        ("pumps", "pumps", [p.port for p in endpoints.pumps]),
+        ("modbus", "probes", [p.port for p in endpoints.probes]),
+    ):
+        for port in dict.fromkeys(ports):
+            name = f"{prefix}{sum(b.kind == kind for b in buses.values()) + 1}"
+            buses[name] = BusSection(port=port, kind=kind)
+            bus_names[port] = name
+    units = []
+    for unit_id, node in endpoints.unit_nodes.items():
+        probe = next(p for p in endpoints.probes if p.unit_id == unit_id)
+        units.append(UnitSection(
+            id=unit_id,
+            bioreactor="sim",
+            node=node,
+            pumps={
+                p.name: PumpSection(bus=bus_names[p.port], address=p.address,
+                                    ul_per_rev=p.ul_per_rev,
+                                    direction="in" if p.into_vessel else "out")
+                for p in endpoints.pumps if p.unit_id == unit_id
+            },
+            probe=ProbeSection(bus=bus_names[probe.port], device_id=probe.device_id),
+        ))
+    return ConfigFile(
+        instrument_id=SIM_INSTRUMENT_ID,
+        data_dir=data_dir,
+        opcua=OperatorSection(
+            endpoint=f"opc.tcp://127.0.0.1:{operator_port}/shuttled",
+            allow_insecure=True,
+            trust_all_loopback_clients=True,
+            users_file=users_file,
+        ),
+        bioreactors={"sim": BioreactorSection(endpoint=endpoints.opcua_endpoint,
+                                              namespace_uri=endpoints.opcua_namespace)},
+        buses=buses,
+        units=units,
+    )
