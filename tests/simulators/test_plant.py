@@ -61,7 +61,9 @@ def test_warm_up_at_full_power_takes_about_25_minutes_at_200_ml() -> None:
 
 
 def test_a_feed_dilutes_density_by_v_over_v_plus_x() -> None:
-    parameters = plant.PlantParameters(mu_max_per_h=0.0, death_per_h=0.0)
+    parameters = plant.PlantParameters(
+        mu_max_per_h=0.0, death_per_h=0.0, starvation_death_per_h=0.0
+    )
     state, params = _one_unit(parameters, temperature=37.0)
     before_density = state[0, plant.DENSITY]
     _step(state, params, inflow=25.0, steps=10)
@@ -89,7 +91,15 @@ def test_harvest_removes_volume_but_not_density_and_never_goes_negative() -> Non
 
 
 def test_doubling_time_at_the_optimum_is_as_configured_once_activated() -> None:
-    parameters = plant.PlantParameters(death_per_h=0.0, lag_h=1e-6, density_max=1e30)
+    # No death, lag, crowding or metabolic limits: only the temperature factor remains.
+    parameters = plant.PlantParameters(
+        death_per_h=0.0,
+        lag_h=1e-6,
+        density_max=1e30,
+        glucose_k_mm=0.0,
+        glucose_uptake_pmol_per_cell_h=0.0,
+        starvation_death_per_h=0.0,
+    )
     state, params = _one_unit(parameters, temperature=37.0)
     # Hold the liquid at 37 °C exactly: the heater supplies the loss to ambient.
     duty = parameters.ua_w_per_k * (37.0 - parameters.ambient_c) / parameters.heater_w
