@@ -94,7 +94,7 @@ def _daemon_config_text(endpoints: InstrumentEndpoints, data_dir: Path | None) -
     data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="shuttle-sim-"))).resolve()
     users_file, _ = create_simulation_account(data_dir)
     config = config_for_instrument(endpoints, data_dir, free_loopback_port(), users_file)
-    return render_config(config)
+    return render_config(config) + "# end of configuration; shuttle-sim keeps serving\n"
 
 
 def main(argv: list[str] | None = None) -> int:
