@@ -25,6 +25,14 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL NOT NULL,
     final_state TEXT
 );
+CREATE TABLE IF NOT EXISTS templates (
+    unit TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    loaded_by TEXT NOT NULL,
+    loaded_at REAL NOT NULL,
+    PRIMARY KEY (unit, template_id)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     unit TEXT PRIMARY KEY,
     at REAL NOT NULL,
@@ -94,6 +102,22 @@ class Journal:
     def record_final_state(self, run_id: str, state: str) -> None:
         with self._db:
             self._db.execute("UPDATE runs SET final_state = ? WHERE run_id = ?", (state, run_id))
+
+    def record_template(self, unit: str, template_id: str, text: str, user: str, at: float) -> None:
+        """A loaded protocol, kept so it is still loaded after a restart."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO templates (unit, template_id, text, loaded_by, loaded_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(unit, template_id) DO UPDATE SET"
+                " loaded_by = excluded.loaded_by, loaded_at = excluded.loaded_at",
+                (unit, template_id, text, user, at),
+            )
+
+    def load_templates(self) -> list[tuple[str, str, str]]:
+        """(unit, template id, text), oldest load first, so the last one loaded stays last."""
+        return self._db.execute(
+            "SELECT unit, template_id, text FROM templates ORDER BY loaded_at, rowid"
+        ).fetchall()
 
     def save_checkpoints(self, checkpoints: dict[str, dict], at: float) -> None:
         """Every changed unit's run state in one committed (fsynced) transaction."""

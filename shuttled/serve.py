@@ -23,6 +23,7 @@ from shuttled.engine.checkpoint import CheckpointError, restore_run
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
+from shuttled.operations import Operations
 from shuttled.sd_notify import notify
 
 log = structlog.get_logger("shuttled.serve")
@@ -83,6 +84,8 @@ async def serve(config: DaemonConfig) -> None:
         persistence.persist(list(runs.values()), clock.now(), force=True)
         await devices.open()
         control = ControlLoop(config, devices, runs, clock, journal)
+        operations = Operations(config, runs, journal, clock, persistence)
+        log.info("protocols loaded", templates=sum(len(t) for t in operations.templates.values()))
         notify("READY=1", f"STATUS=serving {len(runs)} units")
         log.info("ready", instrument=config.instrument_id, units=len(runs))
 

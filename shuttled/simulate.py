@@ -24,9 +24,10 @@ from protocols.state_machine import RunState
 from shuttled.clock import make_clock
 from shuttled.control.loop import ControlLoop
 from shuttled.devices import Devices
+from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
-from shuttled.load_checks import check_protocol_fits_unit
+from shuttled.operations import OperationRefused, Operations
 from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
 from simulators.instrument import VirtualInstrument
@@ -72,6 +73,23 @@ def _run_has_ended(run: UnitRun) -> bool:
     return run.state in (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED, RunState.HELD)
 
 
+def _start_protocol(
+    operations: Operations, unit: str, protocol: Protocol, parameters: dict[str, float]
+) -> None:
+    """Load and start as an operator would, through the same checks as over OPC UA."""
+    loaded = operations.load_protocol(unit, protocol.text, user="sim")
+    if not loaded.template_id:
+        raise SimulationRefused(
+            f"{protocol.identity} cannot run on {unit}: " + "; ".join(loaded.errors)
+        )
+    try:
+        operations.start(
+            unit, loaded.template_id, parameters, reason="started by shuttled simulate", user="sim"
+        )
+    except OperationRefused as refused:
+        raise SimulationRefused(f"{unit}: {refused.message}") from None
+
+
 async def simulate(options: SimulateOptions, console: Console) -> list[RunSummary]:
     """Run the protocols to their end and return one summary per run."""
     wall_start = time.monotonic()
@@ -91,35 +109,10 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             await devices.open()
             runs = {u.unit_id: UnitRun(u.unit_id) for u in config.units}
             loop = ControlLoop(config, devices, runs, clock, journal)
-            for unit_config in config.units:
-                protocol = assignments.get(unit_config.unit_id)
-                if protocol is None:
-                    continue
-                problems = check_protocol_fits_unit(protocol, unit_config)
-                if problems:
-                    raise SimulationRefused(
-                        f"{protocol.identity} cannot run on {unit_config.unit_id}: "
-                        + "; ".join(problems)
-                    )
-                parameters = protocol.resolve_parameters(options.parameters)
-                run_id, number = journal.new_run_id(config.instrument_id, unit_config.unit_id)
-                journal.record_run_start(
-                    run_id,
-                    number,
-                    unit_config.unit_id,
-                    protocol.identity,
-                    protocol.text,
-                    parameters,
-                    clock.now(),
-                )
-                runs[unit_config.unit_id].start(
-                    protocol,
-                    parameters,
-                    run_id,
-                    clock.now(),
-                    reason="started by shuttled simulate",
-                    user="sim",
-                )
+            persistence = RunPersistence(journal)
+            operations = Operations(config, runs, journal, clock, persistence)
+            for unit, protocol in assignments.items():
+                _start_protocol(operations, unit, protocol, options.parameters)
             active = [runs[u] for u in assignments]
             deadline = clock.now() + options.max_hours * 3600.0
 
@@ -139,7 +132,12 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                 )
 
             with _progress(console, active) as update:
-                await loop.run_until(finished, on_tick=lambda: update(clock.now()))
+
+                def after_tick() -> None:
+                    persistence.persist(list(runs.values()), clock.now())
+                    update(clock.now())
+
+                await loop.run_until(finished, on_tick=after_tick)
             for run in active:
                 if run.run_id is not None:
                     journal.record_final_state(run.run_id, run.state.value)
