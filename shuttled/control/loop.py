@@ -1,9 +1,15 @@
 """The control tick: measure every unit, regulate in one kernel call, step every run, act.
 
 Per tick there is one batched read and one batched write per bioreactor controller, one request
-per probe and per watched pump on each serial bus (buses in parallel), and one call of the
-temperature kernel for every unit. Device failures never escape the tick: they become NaN
-measurements (the heater of that unit goes off) and alarms.
+per probe and per watched pump on each serial bus (buses in parallel), one call of the
+temperature kernel (measurement checks, over-temperature trip and PID for every unit) and one
+call of the growth estimator for every unit. `dt` is the process time since the last tick, from
+the injected clock, so a late tick is integrated as late rather than as on time.
+
+Device failures never escape the tick: they become NaN measurements, which the temperature
+kernel turns into heater-off and flags, and the flags into alarms. An over-temperature trip is an
+interlock (SPEC §4): it also holds a running run with a `temperature` reason, which keeps the
+heater off until an operator restarts it.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from drivers.interfaces import DeviceError, ProbeReading
 from protocols.state_machine import RunState
 from shuttled.clock import Clock
 from shuttled.config import DaemonConfig
-from shuttled.control.density_filter import DensityEstimate
-from shuttled.control.temperature import STATE_COLUMNS, temperature_pid
+from shuttled.control import growth_estimator as estimator
+from shuttled.control import safety
+from shuttled.control.temperature import STATE_COLUMNS
 from shuttled.devices import Devices
 from shuttled.engine.actions import Action, Dispense, PumpView, StopPump, UnitSnapshot
 from shuttled.engine.statistics import RunStatistics
@@ -31,6 +38,32 @@ from shuttled.journal import Journal
 log = structlog.get_logger("shuttled.control")
 
 NO_READING = BioreactorReading(math.nan, math.nan, math.nan)
+
+TEMPERATURE_ALARMS = (
+    (safety.FLAG_BAD, "TEMPERATURE_SENSOR_BAD", "temperature reading unusable: heater off"),
+    (safety.FLAG_STALE, "TEMPERATURE_SENSOR_STALE", "temperature reading frozen: heater off"),
+    (safety.FLAG_TRIPPED, "OVER_TEMPERATURE", "over-temperature trip: heater off"),
+)
+
+
+class UnitEstimate:
+    """One unit's view of the estimator arrays (what the summary and operators read)."""
+
+    def __init__(self, loop: ControlLoop, index: int) -> None:
+        self._loop = loop
+        self._index = index
+
+    @property
+    def density(self) -> float:
+        return float(self._loop.density[self._index])
+
+    @property
+    def growth_rate_per_h(self) -> float:
+        return float(self._loop.growth_rate[self._index])
+
+    @property
+    def rejected(self) -> int:
+        return int(self._loop.estimator_state[self._index, estimator.REJECTED_TOTAL])
 
 
 class ControlLoop:
@@ -48,19 +81,38 @@ class ControlLoop:
         self.clock = clock
         self.journal = journal
         self.unit_ids = [u.unit_id for u in config.units]
+        self.index = {u: i for i, u in enumerate(self.unit_ids)}
         n = len(self.unit_ids)
-        self.setpoint = np.zeros(n)
+        # Kernel inputs and state, owned here for the daemon's lifetime.
+        self.setpoint = np.full(n, math.nan)
         self.measured = np.full(n, math.nan)
-        self.enabled = np.zeros(n, dtype=np.bool_)
+        self.probe_temperature = np.full(n, math.nan)
         self.gains = np.stack([u.temperature_gains.as_row() for u in config.units])
+        self.guard_settings = np.stack(
+            [
+                safety.GuardSettings(temperature_max=u.limits.temperature_max).as_row()
+                for u in config.units
+            ]
+        )
         self.pid_state = np.zeros((n, STATE_COLUMNS))
+        self.guard_state = safety.new_guard_state(n)
         self.heater = np.zeros(n)
-        self.estimates = {u: DensityEstimate() for u in self.unit_ids}
+        self.flags = np.zeros(n, dtype=np.int64)
+        self.probe_density = np.full(n, math.nan)
+        self.volume = np.full(n, math.nan)
+        self.estimator_settings = np.stack(
+            [estimator.EstimatorSettings().as_row() for _ in config.units]
+        )
+        self.estimator_state = estimator.new_estimator_state(n)
+        self.density = np.full(n, math.nan)
+        self.growth_rate = np.full(n, math.nan)
+        self.estimates = {u: UnitEstimate(self, i) for u, i in self.index.items()}
         self.statistics = {u: RunStatistics() for u in self.unit_ids}
         self.alarms: dict[str, dict[str, str]] = {u: {} for u in self.unit_ids}
         self.alarm_history: dict[str, list[str]] = {u: [] for u in self.unit_ids}
         self.last_readings: dict[str, BioreactorReading] = {}
         self.ticks = 0
+        self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
 
     # --- alarms -----
@@ -144,25 +196,48 @@ class ControlLoop:
     # --- the tick -----
 
     async def tick(self, now: float) -> None:
+        dt = now - self._last_tick_at
+        if not dt > 0.0:  # first tick (NaN) or a clock that did not move
+            dt = self.config.control_period_s
+        self._last_tick_at = now
         readings = await self._read_bioreactors()
         probes = await self._read_probes()
         pumps = await self._read_watched_pumps()
         self.last_readings = readings
-        await self._regulate_temperature(readings)
+        self._load_measurements(readings, probes)
+        safety.temperature_tick(
+            self.setpoint,
+            self.measured,
+            self.probe_temperature,
+            self.gains,
+            self.guard_settings,
+            self.pid_state,
+            self.guard_state,
+            dt,
+            self.heater,
+            self.flags,
+        )
+        estimator.growth_estimator(
+            self.probe_density,
+            self.volume,
+            self.estimator_settings,
+            self.estimator_state,
+            dt,
+            self.density,
+            self.growth_rate,
+        )
+        self._temperature_alarms(now)
+        await self._write_heaters()
 
-        for unit in self.unit_ids:
+        for unit, i in self.index.items():
             run = self.runs[unit]
             reading = readings.get(unit, NO_READING)
-            estimate = self.estimates[unit]
-            probe = probes.get(unit)
-            good_density = probe.density if probe is not None and probe.quality == "good" else None
-            estimate.update(now, good_density, reading.volume_ml)
             snapshot = UnitSnapshot(
                 now,
                 reading.temperature,
                 reading.volume_ml,
-                estimate.density,
-                estimate.growth_rate_per_h,
+                float(self.density[i]),
+                float(self.growth_rate[i]),
                 pumps[unit],
             )
             self._update_statistics(run, snapshot)
@@ -171,24 +246,41 @@ class ControlLoop:
             self._journal_new_events(unit, run)
         self.ticks += 1
 
-    async def _regulate_temperature(self, readings: dict[str, BioreactorReading]) -> None:
-        for i, unit in enumerate(self.unit_ids):
+    def _load_measurements(
+        self, readings: dict[str, BioreactorReading], probes: dict[str, ProbeReading]
+    ) -> None:
+        """Copy this tick's setpoints and readings into the kernels' input arrays (NaN: none)."""
+        for unit, i in self.index.items():
             setpoint = self.runs[unit].temperature_setpoint
-            measured = readings.get(unit, NO_READING).temperature
-            self.setpoint[i] = setpoint if setpoint is not None else 0.0
-            self.measured[i] = measured
-            self.enabled[i] = setpoint is not None and not math.isnan(measured)
-        temperature_pid(
-            self.setpoint,
-            self.measured,
-            self.enabled,
-            self.gains,
-            self.pid_state,
-            self.config.control_period_s,
-            self.heater,
-        )
+            reading = readings.get(unit, NO_READING)
+            probe = probes.get(unit)
+            good_probe = probe is not None and probe.quality == "good"
+            self.setpoint[i] = math.nan if setpoint is None else setpoint
+            self.measured[i] = reading.temperature
+            self.volume[i] = reading.volume_ml
+            self.probe_temperature[i] = probe.temperature if good_probe else math.nan
+            self.probe_density[i] = probe.density if good_probe else math.nan
+
+    def _temperature_alarms(self, now: float) -> None:
+        """Flags to alarms; a new over-temperature trip also holds a running run (interlock)."""
+        for unit, i in self.index.items():
+            flags = int(self.flags[i])
+            for bit, name, message in TEMPERATURE_ALARMS:
+                if flags & bit:
+                    self._raise_alarm(unit, name, message)
+                else:
+                    self._clear_alarm(unit, name)
+            run = self.runs[unit]
+            if flags & safety.FLAG_TRIPPED and run.state == RunState.RUNNING:
+                run.action_failed(
+                    now,
+                    f"temperature trip: {self.measured[i]:.2f} °C measured, "
+                    f"setpoint {self.setpoint[i]:.1f} °C",
+                )
+
+    async def _write_heaters(self) -> None:
         for bioreactor in self.devices.bioreactors.values():
-            outputs = {u: float(self.heater[self.unit_ids.index(u)]) for u in bioreactor.unit_ids}
+            outputs = {u: float(self.heater[self.index[u]]) for u in bioreactor.unit_ids}
             try:
                 accepted = await bioreactor.write_heaters(outputs)
             except DeviceError:
@@ -220,12 +312,17 @@ class ControlLoop:
                         self.estimates[unit].density,
                         min(action.volume_ul / 1000.0, reading.volume_ml),
                     )
-                await pump.dispense(action.volume_ul, action.rate_ul_min)
+                await pump.dispense(action.volume_ul, self._bounded_rate(unit, action))
             elif isinstance(action, StopPump):
                 await pump.stop()
         except DeviceError as error:
             self._raise_alarm(unit, f"PUMP_{action.pump.upper()}_COMMAND", str(error))
             run.action_failed(now, f"pump {action.pump}: {error}")
+
+    def _bounded_rate(self, unit: str, action: Dispense) -> float:
+        """The engine's rate, never above what the pump's tubing and motor can do."""
+        config = self.config.units[self.index[unit]]
+        return min(action.rate_ul_min, config.pumps[action.pump].max_rate_ul_min)
 
     def _pump_adds(self, unit: str, pump: str) -> bool:
         config = next(u for u in self.config.units if u.unit_id == unit)

@@ -3,6 +3,13 @@
 Temperature statistics count only time after warm-up: after each setpoint change, samples are
 ignored until the measurement first enters the ±0.2 °C band, because a 15 K warm-up is the
 heater doing its job, not a deviation.
+
+`max_density_ratio` (estimated density over the phase's `max_density` during density control)
+likewise counts only once density control has had the density at or under its limit: a phase
+that starts above the limit (the inoculum is denser than the protocol allows, or a new phase
+lowers the limit) first needs its catch-up dilution, and how far above the limit it started says
+nothing about how well density is regulated. That start is kept apart as
+`initial_density_ratio`. A new limit re-arms the rule.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ class RunStatistics:
     temperature_sum: float = 0.0
     max_abs_deviation: float = 0.0
     max_density_ratio: float = 0.0
+    initial_density_ratio: float = 0.0
     harvested_cells: float = 0.0
     _setpoint: float = math.nan
     _warmed_up: bool = False
+    _density_limit: float = math.nan
+    _density_regulated: bool = False
 
     def add_temperature(self, setpoint: float | None, measured: float) -> None:
         if setpoint is None or math.isnan(measured):
@@ -41,8 +51,18 @@ class RunStatistics:
         self.max_abs_deviation = max(self.max_abs_deviation, deviation)
 
     def add_density(self, density: float, max_density: float | None) -> None:
-        if max_density and not math.isnan(density):
-            self.max_density_ratio = max(self.max_density_ratio, density / max_density)
+        if not max_density or math.isnan(density):
+            return
+        if max_density != self._density_limit:
+            self._density_limit = max_density
+            self._density_regulated = False
+        ratio = density / max_density
+        if not self._density_regulated:
+            if ratio > 1.0:
+                self.initial_density_ratio = max(self.initial_density_ratio, ratio)
+                return
+            self._density_regulated = True
+        self.max_density_ratio = max(self.max_density_ratio, ratio)
 
     def add_harvest(self, density: float, volume_ml: float) -> None:
         if not math.isnan(density) and volume_ml > 0:

@@ -23,13 +23,17 @@ from protocols.state_machine import (
     complete,
     settle,
 )
+from shuttled.control.density_control import dilution_volume_ml
 from shuttled.engine.actions import Action, StopPump, UnitSnapshot
 from shuttled.engine.transfer import TransferProgress
 
 HEATER_OFF_REASON_PREFIX = "temperature"
 DILUTION_TARGET = 0.9  # dilute to 90 % of max_density, so probe noise does not re-trigger at once
+# Below every fitted media pump's maximum (24 mL/min on the Cell Shuttle); the control loop also
+# bounds each Dispense by the pump's configured maximum.
 DILUTION_RATE_ML_MIN = 10.0
 MIN_DILUTION_ML = 1.0
+DILUTION_LOOKAHEAD_S = 5.0  # one control period: the earliest a later decision could act
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,19 +199,28 @@ class UnitRun:
         return actions
 
     def _start_dilution_if_needed(self, phase: Phase, snapshot: UnitSnapshot) -> list[Action]:
-        """Dilute back to DILUTION_TARGET of the limit once density exceeds it (hysteresis keeps
-        the pump from chattering on probe noise); never beyond the protocol's volume cap."""
+        """Dilute when the density predicted for the end of a dilution would exceed the limit, back
+        to DILUTION_TARGET of it (the density-control kernel's law: growth-aware, hysteresis
+        against probe noise, never beyond the protocol's volume cap)."""
         assert phase.density_control is not None and self.protocol is not None
         control = phase.density_control
         limit = self.protocol.phase_max_density(phase, self.parameters)
         density, volume = snapshot.density, snapshot.volume_ml
-        if limit is None or math.isnan(density) or math.isnan(volume) or density <= limit:
+        if limit is None or math.isnan(density) or math.isnan(volume):
             return []
-        wanted_ml = volume * (density / (DILUTION_TARGET * limit) - 1.0)
-        room_ml = control.max_volume_ml - volume
-        volume_ml = min(wanted_ml, room_ml)
-        if volume_ml < MIN_DILUTION_ML:
-            if not self._volume_cap_reported:
+        volume_ml = dilution_volume_ml(
+            density,
+            snapshot.growth_rate,
+            volume,
+            limit,
+            control.max_volume_ml,
+            DILUTION_RATE_ML_MIN,
+            DILUTION_LOOKAHEAD_S,
+            DILUTION_TARGET,
+            MIN_DILUTION_ML,
+        )
+        if volume_ml <= 0.0:
+            if density > limit and not self._volume_cap_reported:
                 self._volume_cap_reported = True
                 self._record(
                     snapshot.now,
