@@ -5,11 +5,14 @@ probes are firmware stubs behind real pseudo-terminals. The daemon's drivers can
 an instrument, so every test and demo runs the production code paths.
 
 Physics advances only in `advance_to(now)`, called by the injected clock, so for a given seed and
-sequence of commands the result is the same however fast the machine is.
+sequence of commands the result is the same however fast the machine is. Scheduled faults
+(`simulators.faults`) are applied there too, at their exact simulated times: the integration is
+split at each fault's start and end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +20,8 @@ import numpy as np
 
 from firmware_stubs.probe import DensityProbeFirmware, ModbusRtuBusFirmware
 from firmware_stubs.pump import PumpBusFirmware, PumpFirmware
-from simulators import plant
+from simulators import fault_effects, plant, probe_model
+from simulators.faults import Fault, FaultSchedule
 from simulators.opcua_bioreactor import (
     NAMESPACE_URI,
     ControllerArrays,
@@ -29,7 +33,6 @@ PHYSICS_STEP_S = 1.0
 UNITS_PER_PUMP_BUS = 8  # 3 pumps per unit: 24 addresses of the 32 a bus allows
 UNITS_PER_PROBE_BUS = 16
 TEMPERATURE_NOISE_K = 0.02  # Pt100 with a 16-bit ADC (assumption)
-DENSITY_NOISE = 0.05  # capacitance probe, multiplicative (issue 3: ~5 %)
 STIRRER_RPM = 60.0
 
 
@@ -93,13 +96,23 @@ class VirtualInstrument:
         opcua_port: int = 0,
         parameters: plant.PlantParameters | None = None,
         initial: plant.InitialConditions | None = None,
+        probe: probe_model.ProbeParameters | None = None,
+        faults: list[Fault] | None = None,
     ) -> None:
         if units < 1:
             raise ValueError("a virtual instrument needs at least one unit")
         self.unit_ids = [unit_id_of(i) for i in range(units)]
         self._now = now
         self._time = now()
+        self.started_at = self._time  # fault times count from here
+        self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self.probe_parameters = probe or probe_model.ProbeParameters()
+        self.probe_drift_per_day = probe_model.drift_rates(self.probe_parameters, units, seed)
+        self.faults = FaultSchedule.of(faults or [])
+        # Per unit, which sensor fault (stuck, nan, spike) each sensor suffers right now.
+        self.sensor_faults: list[dict[str, str]] = [{} for _ in range(units)]
+        self.ambient_before: dict[Fault, np.ndarray] = {}  # to restore after an ambient step
         params = parameters or plant.PlantParameters()
         self.parameters = params
         self.state = np.tile((initial or plant.InitialConditions()).as_row(), (units, 1))
@@ -114,6 +127,7 @@ class VirtualInstrument:
         )
         self.opcua = SimulatedBioreactorServer(self.unit_ids, self.arrays, opcua_port)
         self._pump_routes: dict[tuple[int, int], tuple[int, PumpSpec]] = {}
+        self.pump_firmware: dict[tuple[str, str], PumpFirmware] = {}
         self.pump_buses: list[tuple[PtyBus, PumpBusFirmware]] = []
         self.probe_buses: list[tuple[PtyBus, ModbusRtuBusFirmware]] = []
         self.probes: list[DensityProbeFirmware] = []
@@ -127,13 +141,13 @@ class VirtualInstrument:
             for unit in range(first, min(first + UNITS_PER_PUMP_BUS, units)):
                 for k, spec in enumerate(PUMP_SPECS):
                     address = (unit - first) * len(PUMP_SPECS) + k + 1
-                    pumps.append(
-                        PumpFirmware(
-                            address,
-                            serial_number=f"SIM{unit + 1:02d}{spec.name[0].upper()}",
-                            ul_per_rev=spec.ul_per_rev,
-                        )
+                    pump = PumpFirmware(
+                        address,
+                        serial_number=f"SIM{unit + 1:02d}{spec.name[0].upper()}",
+                        ul_per_rev=spec.ul_per_rev,
                     )
+                    pumps.append(pump)
+                    self.pump_firmware[(self.unit_ids[unit], spec.name)] = pump
                     self._pump_routes[(bus_index, address)] = (unit, spec)
             firmware = PumpBusFirmware(pumps)
             bus = PtyBus(lambda data, fw=firmware: fw.feed(data, self._now()))
@@ -186,16 +200,37 @@ class VirtualInstrument:
         )
 
     async def advance_to(self, now: float) -> None:
-        """Integrate pumps and plant from the last call to `now` (the clock's listener)."""
-        dt = now - self._time
+        """Integrate pumps and plant from the last call to `now` (the clock's listener).
+
+        Faults due in the interval are applied at their own simulated times, in order.
+        """
+        if now <= self._time:
+            return
+        while (due := self.faults.next_time()) is not None and self.started_at + due <= now:
+            self._integrate(self.started_at + due)
+            for event in self.faults.pop_due(due):
+                await fault_effects.apply(self, event)
+        self._integrate(now)
+        self._publish()
+
+    async def inject(self, fault: Fault) -> None:
+        """Start `fault` now (its `at_s` is ignored); it ends `duration_s` later, if it lasts."""
+        at_s = self._time - self.started_at
+        self.faults.add(dataclasses.replace(fault, at_s=at_s))
+        for event in self.faults.pop_due(at_s):
+            await fault_effects.apply(self, event)
+        self._publish()
+
+    def _integrate(self, until: float) -> None:
+        dt = until - self._time
         if dt <= 0.0:
             return
-        self._time = now
+        self._time = until
         units = len(self.unit_ids)
         inflow = np.zeros(units)
         outflow = np.zeros(units)
         for bus_index, (_, firmware) in enumerate(self.pump_buses):
-            for address, moved_ul in firmware.advance(dt, now).items():
+            for address, moved_ul in firmware.advance(dt, until).items():
                 unit, spec = self._pump_routes[(bus_index, address)]
                 (inflow if spec.into_vessel else outflow)[unit] += moved_ul / 1000.0
         steps = max(1, round(dt / PHYSICS_STEP_S))
@@ -210,16 +245,31 @@ class VirtualInstrument:
             dt / steps,
             steps,
         )
-        self._publish()
 
     def _publish(self) -> None:
-        """Refresh what the devices report, with seeded sensor noise."""
+        """Refresh what the devices report, with seeded sensor noise and active sensor faults."""
         units = len(self.unit_ids)
         temperature_noise = self._rng.normal(0.0, TEMPERATURE_NOISE_K, units)
-        density_noise = self._rng.normal(0.0, DENSITY_NOISE, units)
+        densities = probe_model.readings(
+            self.state[:, plant.DENSITY],
+            self.probe_drift_per_day,
+            self._time - self.started_at,
+            self.probe_parameters,
+            self._rng,
+        )
         sensed = self.state[:, plant.SENSOR_TEMPERATURE]
-        self.arrays.measured_temperature[:] = sensed + temperature_noise
         self.arrays.volume_ml[:] = self.state[:, plant.VOLUME_ML]
         for unit, probe in enumerate(self.probes):
-            density = self.state[unit, plant.DENSITY] * max(1.0 + density_noise[unit], 0.0)
-            probe.set_measurement(float(density), float(sensed[unit]))
+            faults = self.sensor_faults[unit]
+            temperature = fault_effects.sensor_value(
+                faults.get("temperature"), float(sensed[unit] + temperature_noise[unit])
+            )
+            if temperature is not None:
+                self.arrays.measured_temperature[unit] = temperature
+            probe_fault = faults.get("probe")
+            density = fault_effects.sensor_value(probe_fault, float(densities[unit]), density=True)
+            if density is not None:
+                status = fault_effects.probe_status(probe_fault)
+                probe_temperature = fault_effects.sensor_value(probe_fault, float(sensed[unit]))
+                assert probe_temperature is not None  # None only while stuck, handled above
+                probe.set_measurement(density, probe_temperature, status)

@@ -93,6 +93,7 @@ class SimulatedBioreactorServer:
         self.port = port or free_loopback_port()
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/bioreactor"
         self._server: Server | None = None
+        self.suspended = False
 
     async def start(self) -> None:
         server = Server()
@@ -161,6 +162,22 @@ class SimulatedBioreactorServer:
                 target[index] = float(value.Value.Value)
 
         return write
+
+    async def suspend(self) -> None:
+        """Stop listening and drop every connection, as a controller that lost power would.
+
+        Clients see refused connections and closed sockets (a real network failure, not a Bad
+        status), which is what the `opcua_down` fault must show the daemon's driver.
+        """
+        if self._server is not None and not self.suspended:
+            self.suspended = True
+            await self._server.bserver.stop()
+
+    async def resume(self) -> None:
+        """Listen again on the same endpoint; clients reconnect with new sessions."""
+        if self._server is not None and self.suspended:
+            self.suspended = False
+            await self._server.bserver.start()
 
     async def stop(self) -> None:
         if self._server is not None:
