@@ -1,8 +1,10 @@
 """Per-run quality figures for the summary: temperature in band, density ratio, media used.
 
 Temperature statistics count only time after warm-up: after each setpoint change, samples are
-ignored until the measurement first enters the ±0.2 °C band, because a 15 K warm-up is the
-heater doing its job, not a deviation.
+ignored until the measurement first comes within ±0.1 K of the setpoint (issue 6's definition of
+a finished warm-up), because a 15 K warm-up is the heater doing its job, not a deviation. Ending
+warm-up at the edge of the ±0.2 °C band instead would count the last minutes of the approach as
+deviations of up to 0.2 K and make `temp_max_abs_dev` describe the warm-up, not the regulation.
 
 `max_density_ratio` (estimated density over the phase's `max_density` during density control)
 likewise counts only once density control has had the density at or under its limit: a phase
@@ -18,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 TEMPERATURE_BAND_K = 0.2
+WARMED_UP_WITHIN_K = 0.1
 
 
 @dataclass
@@ -42,7 +45,7 @@ class RunStatistics:
             self._warmed_up = False
         deviation = abs(measured - setpoint)
         if not self._warmed_up:
-            if deviation > TEMPERATURE_BAND_K:
+            if deviation > WARMED_UP_WITHIN_K:
                 return
             self._warmed_up = True
         self.samples_counted += 1
