@@ -140,31 +140,19 @@ class PumpBus:
             self._rx.clear()
 
     def _on_line(self, line: bytes) -> None:
-        start = line.rfind(b"!")  # skip garbage glued in front of a frame
-        if start < 0:
+        parsed = parse_reply(line)
+        if parsed is None:
+            if b"!" in line:
+                self.crc_errors += 1
+                self._fail_pending(_NoReply("corrupted reply"))
             return
-        line = line[start:]
-        star = line.rfind(b"*")
-        try:
-            crc = int(line[star + 1 :], 16) if star > 0 and len(line) - star == 5 else -1
-        except ValueError:
-            crc = -1
-        if crc != crc16_ccitt_false(line[:star]):
-            self.crc_errors += 1
-            self._fail_pending(_NoReply("corrupted reply"))
-            return
-        head, _, rest = line[1:star].decode("ascii", "replace").partition(" ")
-        addr_text, _, seq_text = head.partition(":")
+        address, seq, fields = parsed
         pending = self._pending
-        if (
-            pending is None
-            or not (addr_text.isdigit() and seq_text.isdigit())
-            or (int(addr_text), int(seq_text)) != pending[:2]
-        ):
+        if pending is None or (address, seq) != pending[:2]:
             self.stale_replies += 1
             return
         if not pending[2].done():
-            pending[2].set_result(rest.split())
+            pending[2].set_result(fields)
 
     def _fail_pending(self, exc: Exception) -> None:
         if self._pending is not None and not self._pending[2].done():
@@ -205,8 +193,7 @@ class PumpBus:
             except DeviceDisconnected as exc:
                 raise _PortError(str(exc)) from exc
         assert self._serial is not None
-        seq = self._seq
-        self._seq = (self._seq + 1) % 256
+        seq = self.next_seq()
         future: asyncio.Future[list[str]] = loop.create_future()
         self._pending = (address, seq, future)
         try:
@@ -223,11 +210,44 @@ class PumpBus:
                 raise _NoReply(f"timeout after {self.timeout_s} s") from None
         finally:
             self._pending = None
-        if fields[:1] == ["OK"]:
-            return fields[1:]
-        if fields[:1] == ["ERR"] and len(fields) >= 2:
-            raise DeviceRefused(fields[1], " ".join(fields[2:]))
-        raise DeviceError(f"pump {address} {command}: malformed reply {fields!r}")
+        return interpret_reply(address, command, fields)
+
+    def next_seq(self) -> int:
+        seq = self._seq
+        self._seq = (self._seq + 1) % 256
+        return seq
+
+
+def parse_reply(line: bytes) -> tuple[int, int, list[str]] | None:
+    """(address, seq, fields) of one reply line, or None when it is not a valid reply frame.
+
+    Garbage glued in front of a frame is skipped; the CRC covers the rest.
+    """
+    start = line.rfind(b"!")
+    if start < 0:
+        return None
+    line = line[start:]
+    star = line.rfind(b"*")
+    try:
+        crc = int(line[star + 1 :], 16) if star > 0 and len(line) - star == 5 else -1
+    except ValueError:
+        crc = -1
+    if crc != crc16_ccitt_false(line[:star]):
+        return None
+    head, _, rest = line[1:star].decode("ascii", "replace").partition(" ")
+    addr_text, _, seq_text = head.partition(":")
+    if not (addr_text.isdigit() and seq_text.isdigit()):
+        return None
+    return int(addr_text), int(seq_text), rest.split()
+
+
+def interpret_reply(address: int, command: str, fields: list[str]) -> list[str]:
+    """The OK data fields; an ERR reply raises DeviceRefused, anything else DeviceError."""
+    if fields[:1] == ["OK"]:
+        return fields[1:]
+    if fields[:1] == ["ERR"] and len(fields) >= 2:
+        raise DeviceRefused(fields[1], " ".join(fields[2:]))
+    raise DeviceError(f"pump {address} {command}: malformed reply {fields!r}")
 
 
 class _PortError(_NoReply):

@@ -7,6 +7,7 @@ never one per unit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -20,6 +21,28 @@ from shuttled.config import DaemonConfig
 log = structlog.get_logger("shuttled.devices")
 
 
+def _opcua_bioreactor(endpoint: str, namespace: str, nodes: dict[str, str], timeout: float):
+    return OpcUaBioreactor(endpoint, namespace, nodes, timeout_s=timeout)
+
+
+@dataclass(frozen=True)
+class Transports:
+    """How the daemon reaches each device: real drivers by default.
+
+    The digital twin (`shuttlectl analyze`) swaps in in-process transports to the same firmware
+    stubs, so the same drivers' parsing, the same control loop and the same engine run without
+    sockets or pseudo-terminals.
+    """
+
+    bioreactor: Callable[[str, str, dict[str, str], float], OpcUaBioreactor] = _opcua_bioreactor
+    pump_bus: Callable[[str, float], PumpBus] = lambda port, timeout: PumpBus(
+        port, timeout_s=timeout
+    )
+    probe_bus: Callable[[str, float], ProbeBus] = lambda port, timeout: ProbeBus(
+        port, timeout_s=timeout
+    )
+
+
 @dataclass
 class UnitDevices:
     bioreactor: OpcUaBioreactor
@@ -29,7 +52,8 @@ class UnitDevices:
 
 
 class Devices:
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, transports: Transports | None = None) -> None:
+        make = transports or Transports()
         timeout = config.device_timeout_s
         self.bioreactors: dict[tuple[str, str], OpcUaBioreactor] = {}
         nodes_by_controller: dict[tuple[str, str], dict[str, str]] = {}
@@ -37,7 +61,7 @@ class Devices:
             key = (unit.bioreactor.endpoint, unit.bioreactor.namespace_uri)
             nodes_by_controller.setdefault(key, {})[unit.unit_id] = unit.bioreactor.node
         for key, nodes in nodes_by_controller.items():
-            self.bioreactors[key] = OpcUaBioreactor(key[0], key[1], nodes, timeout_s=timeout)
+            self.bioreactors[key] = make.bioreactor(key[0], key[1], nodes, timeout)
 
         self.pump_buses: dict[str, PumpBus] = {}
         self.probe_buses: dict[str, ProbeBus] = {}
@@ -45,11 +69,13 @@ class Devices:
         for unit in config.units:
             pumps = {}
             for name, pump in unit.pumps.items():
-                bus = self.pump_buses.setdefault(pump.port, PumpBus(pump.port, timeout_s=timeout))
+                if pump.port not in self.pump_buses:
+                    self.pump_buses[pump.port] = make.pump_bus(pump.port, timeout)
+                bus = self.pump_buses[pump.port]
                 pumps[name] = SerialPump(bus, pump.address)
-            probe_bus = self.probe_buses.setdefault(
-                unit.probe.port, ProbeBus(unit.probe.port, timeout_s=timeout)
-            )
+            if unit.probe.port not in self.probe_buses:
+                self.probe_buses[unit.probe.port] = make.probe_bus(unit.probe.port, timeout)
+            probe_bus = self.probe_buses[unit.probe.port]
             bioreactor = self.bioreactors[(unit.bioreactor.endpoint, unit.bioreactor.namespace_uri)]
             self.units[unit.unit_id] = UnitDevices(
                 bioreactor, pumps, ModbusDensityProbe(probe_bus, unit.probe.device_id), probe_bus

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from protocols import validate_files
+from shuttled.cli import ctl_analyze
 from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, add_version
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--json", action="store_true", help="print the errors as JSON")
+    ctl_analyze.add_parser(commands)
     return parser
 
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         return run_validate(args)
+    if args.command == "analyze":
+        return ctl_analyze.run(args)
     return EXIT_REFUSED  # pragma: no cover - argparse requires a known command
 
 

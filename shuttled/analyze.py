@@ -1,0 +1,192 @@
+"""`shuttlectl analyze`: a protocol's dry run on the digital twin, before it touches cells.
+
+The same engine, control loop, kernels and drivers as the daemon, on one virtual unit with the
+virtual clock and in-process transports (simulators/direct_transport.py), so the prediction is
+what `shuttled simulate` — and, as far as the plant model is faithful, the instrument — will do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocols import load_protocol_file
+from protocols.state_machine import RunState
+from shuttled.clock import VirtualClock
+from shuttled.control.loop import ControlLoop
+from shuttled.devices import Devices
+from shuttled.engine.persistence import RunPersistence
+from shuttled.engine.unit_run import UnitRun
+from shuttled.journal import Journal
+from shuttled.operations import Operations
+from shuttled.sim_config import config_for_instrument
+from shuttled.summary import summarise
+from simulators.direct_transport import direct_transports
+from simulators.instrument import VirtualInstrument
+
+ANALYSIS_MARGIN = 1.2  # run past the protocol's longest possible duration to see it end
+
+
+@dataclass
+class PhaseForecast:
+    name: str
+    start_h: float
+    end_h: float | None
+    ended_by: str
+
+
+@dataclass
+class Analysis:
+    protocol: str
+    parameters: dict[str, float]
+    final_state: str
+    duration_h: float
+    phases: list[PhaseForecast]
+    peak_volume_ml: float
+    media_ml: float
+    final_cells: float
+    temp_in_band_pct: float
+    max_density_ratio: float
+    violations: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "parameters": self.parameters,
+            "final_state": self.final_state,
+            "duration_h": round(self.duration_h, 3),
+            "phases": [vars(p) for p in self.phases],
+            "peak_volume_ml": round(self.peak_volume_ml, 1),
+            "media_ml": round(self.media_ml, 1),
+            "final_cells": float(f"{self.final_cells:.4g}"),
+            "temp_in_band_pct": self.temp_in_band_pct,
+            "max_density_ratio": self.max_density_ratio,
+            "violations": self.violations,
+        }
+
+
+def _longest_seconds(protocol) -> float:
+    return sum(p.timeout_s or p.duration_s or 3600.0 for p in protocol.phases) + 3600.0
+
+
+async def analyze(path: Path, overrides: dict[str, float], seed: int = 0) -> Analysis:
+    """Run the protocol on a twin unit; refuses what loading on a unit would refuse."""
+    protocol = load_protocol_file(path)
+    protocol.resolve_parameters(overrides)  # refuse bad parameters before any work
+    clock = VirtualClock()
+    instrument = VirtualInstrument(1, now=clock.now, seed=seed)
+    clock.add_advance_listener(instrument.advance_to)
+    with tempfile.TemporaryDirectory(prefix="shuttled-analyze-") as scratch:
+        config = config_for_instrument(
+            instrument.endpoints(), Path(scratch), 0, users_file=None
+        ).to_daemon_config()
+        unit = config.units[0]
+        devices = Devices(config, direct_transports(instrument, clock.now))
+        journal = Journal(Path(scratch) / "journal.sqlite3")
+        runs = {unit.unit_id: UnitRun(unit.unit_id)}
+        loop = ControlLoop(config, devices, runs, clock, journal)
+        operations = Operations(config, runs, journal, clock, RunPersistence(journal))
+        loaded = operations.load_protocol(unit.unit_id, protocol.text, user="analyze")
+        if not loaded.template_id:
+            raise ValueError("; ".join(loaded.errors))
+        operations.start(unit.unit_id, loaded.template_id, overrides, "analysis", "analyze")
+        run = runs[unit.unit_id]
+        watch = _Watch(
+            unit.limits.max_volume_ml, unit.limits.temperature_min, unit.limits.temperature_max
+        )
+        deadline = clock.now() + _longest_seconds(protocol) * ANALYSIS_MARGIN
+        try:
+            await devices.open()
+            await loop.run_until(
+                lambda: (
+                    run.state
+                    in (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED, RunState.HELD)
+                    or clock.now() >= deadline
+                ),
+                on_tick=lambda: watch.observe(loop, unit.unit_id, run),
+            )
+            summary = summarise(run, loop, clock.now(), 0.0)
+        finally:
+            await devices.close()
+            journal.close()
+    return Analysis(
+        protocol=protocol.identity,
+        parameters=run.parameters,
+        final_state=run.state.value,
+        duration_h=summary.duration_h,
+        phases=_phases(run),
+        peak_volume_ml=watch.peak_volume_ml,
+        media_ml=summary.media_ml,
+        final_cells=summary.final_cells,
+        temp_in_band_pct=summary.temp_in_band_pct,
+        max_density_ratio=summary.max_density_ratio,
+        violations=watch.violations(run),
+    )
+
+
+def _phases(run: UnitRun) -> list[PhaseForecast]:
+    forecast: list[PhaseForecast] = []
+    start = run.run_started_at
+    for event in run.events:
+        if event.kind == "phase":
+            if forecast:
+                forecast[-1].end_h = (event.at - start) / 3600.0
+            name = event.detail.split()[1]
+            forecast.append(PhaseForecast(name, (event.at - start) / 3600.0, None, ""))
+        elif forecast and event.kind == "state" and event.state != RunState.RUNNING:
+            forecast[-1].ended_by = event.detail
+    for previous, following in itertools.pairwise(forecast):
+        previous.ended_by = previous.ended_by or f"next phase {following.name}"
+    if forecast and forecast[-1].end_h is None and not math.isnan(run.ended_at):
+        forecast[-1].end_h = (run.ended_at - start) / 3600.0
+    return forecast
+
+
+class _Watch:
+    """Limits checked every tick of the dry run."""
+
+    def __init__(self, max_volume_ml: float, t_min: float, t_max: float) -> None:
+        self.max_volume_ml = max_volume_ml
+        self.t_min = t_min
+        self.t_max = t_max
+        self.peak_volume_ml = 0.0
+        self.hottest = -math.inf
+        self.coldest_after_warm_up = math.inf
+        self._warm = False
+
+    def observe(self, loop: ControlLoop, unit: str, run: UnitRun) -> None:
+        reading = loop.last_readings.get(unit)
+        if reading is None:
+            return
+        if not math.isnan(reading.volume_ml):
+            self.peak_volume_ml = max(self.peak_volume_ml, reading.volume_ml)
+        if not math.isnan(reading.temperature):
+            self.hottest = max(self.hottest, reading.temperature)
+            setpoint = run.temperature_setpoint
+            self._warm = self._warm or (
+                setpoint is not None and reading.temperature >= setpoint - 0.2
+            )
+            if self._warm:
+                self.coldest_after_warm_up = min(self.coldest_after_warm_up, reading.temperature)
+
+    def violations(self, run: UnitRun) -> list[str]:
+        found = []
+        if run.state != RunState.COMPLETE:
+            found.append(
+                f"run ends {run.state.value}" + (f": {run.hold_reason}" if run.hold_reason else "")
+            )
+        if self.peak_volume_ml > self.max_volume_ml:
+            found.append(
+                f"volume reaches {self.peak_volume_ml:.0f} mL, above the vessel's "
+                f"{self.max_volume_ml:.0f} mL"
+            )
+        if self.hottest > self.t_max:
+            found.append(
+                f"temperature reaches {self.hottest:.2f} °C, above the unit's {self.t_max} °C"
+            )
+        if self.coldest_after_warm_up < self.t_min:
+            found.append(f"temperature falls to {self.coldest_after_warm_up:.2f} °C after warm-up")
+        return found
