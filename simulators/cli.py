@@ -19,7 +19,8 @@ from pathlib import Path
 
 from shuttled import __version__
 from shuttled.clock import RealClock
-from simulators.instrument import InstrumentEndpoints, VirtualInstrument
+from simulators.faults import FaultFileInvalid, load_fault_file
+from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
 
 PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="TCP port of the controller on 127.0.0.1 (default: a free one)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of sensor noise")
+    parser.add_argument(
+        "--faults", type=Path, metavar="FILE", help="fault file (YAML, SPEC §1) to inject"
+    )
     parser.add_argument("--json", action="store_true", help="print the endpoints as JSON")
     parser.add_argument("--data-dir", type=Path,
                         help="data directory for the daemon's configuration (--print-config); "
@@ -56,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(args: argparse.Namespace) -> None:
     clock = RealClock(speed=args.speed)
     instrument = VirtualInstrument(
-        args.units, now=clock.now, seed=args.seed, opcua_port=args.opcua_port
+        args.units,
+        now=clock.now,
+        seed=args.seed,
+        opcua_port=args.opcua_port,
+        faults=args.fault_list,
     )
     await instrument.start()
     clock.add_advance_listener(instrument.advance_to)
@@ -102,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.units < 1 or not args.speed > 0:
         print("error: --units must be at least 1 and --speed positive", file=sys.stderr)
         return 2
+    try:
+        units = [unit_id_of(i) for i in range(args.units)]
+        args.fault_list = load_fault_file(args.faults, units) if args.faults else []
+    except FaultFileInvalid as invalid:
+        print(invalid, file=sys.stderr)
+        return 1
     from shuttled.log_setup import configure_logging
 
     configure_logging()

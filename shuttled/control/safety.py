@@ -97,7 +97,7 @@ def new_guard_state(units: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def check_measurement(i: int, t: float, settings: np.ndarray, guard: np.ndarray, dt: float) -> int:
     """FLAG_BAD / FLAG_STALE for unit i's primary reading `t` (0 when it can be trusted)."""
     if t != t or t < settings[i, PLAUSIBLE_MIN_C] or t > settings[i, PLAUSIBLE_MAX_C]:
@@ -120,7 +120,7 @@ def check_measurement(i: int, t: float, settings: np.ndarray, guard: np.ndarray,
     return flags
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def over_temperature_trip(
     i: int, setpoint: float, hottest: float, settings: np.ndarray, guard: np.ndarray
 ) -> bool:
@@ -145,7 +145,7 @@ def over_temperature_trip(
     return guard[i, TRIPPED] != 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def temperature_tick(
     setpoint: np.ndarray,
     measured: np.ndarray,

@@ -84,14 +84,14 @@ class TemperatureGains:
         return np.array(astuple(self), dtype=np.float64)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def feed_forward_duty(gains: np.ndarray, i: int, setpoint: float) -> float:
     """Steady-state duty (%) that holds `setpoint` on unit i's thermal model, within the limits."""
     duty = 100.0 * gains[i, UA_W_PER_K] * (setpoint - gains[i, AMBIENT_C]) / gains[i, HEATER_W]
     return min(max(duty, gains[i, OUTPUT_MIN]), gains[i, OUTPUT_MAX])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def disable_unit(state: np.ndarray, i: int) -> None:
     """Heater off; the integrator is frozen so a re-enabled unit resumes what it had learned."""
     state[i, FILTERED_DERIVATIVE] = 0.0
@@ -99,7 +99,7 @@ def disable_unit(state: np.ndarray, i: int) -> None:
     state[i, OUTPUT] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def pid_unit(
     i: int, setpoint: float, measurement: float, gains: np.ndarray, state: np.ndarray, dt: float
 ) -> float:
@@ -146,7 +146,7 @@ def pid_unit(
     return output
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def temperature_pid(
     setpoint: np.ndarray,
     measurement: np.ndarray,
