@@ -30,7 +30,8 @@ from shuttled.journal import Journal
 from shuttled.operations import OperationRefused, Operations
 from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
-from simulators.instrument import VirtualInstrument
+from simulators.faults import Fault, load_fault_file
+from simulators.instrument import VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
 
 log = structlog.get_logger("shuttled.simulate")
@@ -50,6 +51,7 @@ class SimulateOptions:
     data_dir: Path | None = None
     parameters: dict[str, float] = field(default_factory=dict)
     max_hours: float = 24.0 * 60
+    faults: Path | None = None  # SPEC §1 fault file, applied by the instrument in simulated time
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -66,6 +68,13 @@ def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str
     return (
         {unit: protocols[i % len(protocols)] for i, unit in enumerate(targets)} if protocols else {}
     )
+
+
+def _load_faults(options: SimulateOptions) -> list[Fault]:
+    """The fault file's faults; FaultFileInvalid (located errors) before anything starts."""
+    if options.faults is None:
+        return []
+    return load_fault_file(options.faults, [unit_id_of(i) for i in range(options.units)])
 
 
 def _run_has_ended(run: UnitRun) -> bool:
@@ -96,7 +105,9 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
     with tempfile.TemporaryDirectory(prefix="shuttled-sim-") as scratch:
         data_dir = options.data_dir or Path(scratch)
         clock = make_clock(options.speed)
-        instrument = VirtualInstrument(options.units, now=clock.now, seed=options.seed)
+        instrument = VirtualInstrument(
+            options.units, now=clock.now, seed=options.seed, faults=_load_faults(options)
+        )
         assignments = _assign_protocols(options, instrument.unit_ids)
         await instrument.start()
         clock.add_advance_listener(instrument.advance_to)

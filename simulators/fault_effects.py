@@ -11,7 +11,8 @@ Choices a fault file does not spell out:
   one (`probe` or `temperature`). A stuck sensor repeats its last value bit for bit; a NaN probe
   also sets its sensor-failure and invalid bits (SPEC §8), while the controller's temperature
   reads NaN with a Good status, the nastier case a driver must still catch; a spike reads
-  `SPIKE_TEMPERATURE_K` too hot and `SPIKE_DENSITY_FACTOR` × the density.
+  `SPIKE_TEMPERATURE_K` too hot on the temperature sensor and `SPIKE_DENSITY_FACTOR` × the
+  density on the probe (the probe's own temperature channel is not disturbed by a bubble).
 * `pump_stall` / `cover_open` latch the alarm (the pump stops, CLEAR clears it); with a
   `duration` the cause persists that long and CLEAR is refused until it is gone.
 * `garbage` corrupts replies with a generator seeded from the instrument's seed, the bus and the

@@ -13,6 +13,7 @@ split at each fault's start and end.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -270,6 +271,6 @@ class VirtualInstrument:
             density = fault_effects.sensor_value(probe_fault, float(densities[unit]), density=True)
             if density is not None:
                 status = fault_effects.probe_status(probe_fault)
-                probe_temperature = fault_effects.sensor_value(probe_fault, float(sensed[unit]))
-                assert probe_temperature is not None  # None only while stuck, handled above
+                # A spike (a bubble on the electrodes) disturbs the density, not the probe's Pt1000.
+                probe_temperature = math.nan if probe_fault == "nan" else float(sensed[unit])
                 probe.set_measurement(density, probe_temperature, status)

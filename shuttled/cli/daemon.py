@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a protocol parameter",
     )
+    sim.add_argument(
+        "--faults",
+        type=Path,
+        metavar="FILE",
+        help="fault file (YAML, SPEC §1): faults injected into the virtual instrument at "
+        "simulated times",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object per run")
     sim.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
     return parser
@@ -89,6 +96,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from shuttled.log_setup import configure_logging
     from shuttled.simulate import SimulateOptions, SimulationRefused, simulate
     from shuttled.summary import print_table
+    from simulators.faults import FaultFileInvalid
 
     configure_logging(args.log_level)
     options = SimulateOptions(
@@ -99,12 +107,13 @@ def run_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         data_dir=args.data_dir,
         parameters=dict(args.param),
+        faults=args.faults,
     )
     # Wide enough for the summary table when the output goes to a file or a pipe.
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 132)
     try:
         summaries = asyncio.run(simulate(options, console))
-    except ProtocolInvalid as invalid:
+    except (ProtocolInvalid, FaultFileInvalid) as invalid:
         for error in invalid.errors:
             print(error, file=sys.stderr)
         return EXIT_REFUSED
