@@ -87,8 +87,9 @@ async def analyze(path: Path, overrides: dict[str, float], seed: int = 0) -> Ana
         devices = Devices(config, direct_transports(instrument, clock.now))
         journal = Journal(Path(scratch) / "journal.sqlite3")
         runs = {unit.unit_id: UnitRun(unit.unit_id)}
-        loop = ControlLoop(config, devices, runs, clock, journal)
-        operations = Operations(config, runs, journal, clock, RunPersistence(journal))
+        persistence = RunPersistence(journal)
+        loop = ControlLoop(config, devices, runs, clock, journal, persistence)
+        operations = Operations(config, runs, journal, clock, persistence)
         loaded = operations.load_protocol(unit.unit_id, protocol.text, user="analyze")
         if not loaded.template_id:
             raise ValueError("; ".join(loaded.errors))

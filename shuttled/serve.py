@@ -83,16 +83,13 @@ async def serve(config: DaemonConfig) -> None:
         runs = restore_runs(journal, config, clock.now())
         persistence.persist(list(runs.values()), clock.now(), force=True)
         await devices.open()
-        control = ControlLoop(config, devices, runs, clock, journal)
+        control = ControlLoop(config, devices, runs, clock, journal, persistence)
         operations = Operations(config, runs, journal, clock, persistence)
         log.info("protocols loaded", templates=sum(len(t) for t in operations.templates.values()))
         notify("READY=1", f"STATUS=serving {len(runs)} units")
         log.info("ready", instrument=config.instrument_id, units=len(runs))
 
-        def after_tick() -> None:
-            persistence.persist(list(runs.values()), clock.now())
-
-        await control.run_until(stop.is_set, on_tick=after_tick)
+        await control.run_until(stop.is_set)
         notify("STOPPING=1")
         log.info("stopping: putting every unit in its safe state")
         await put_everything_safe(devices)

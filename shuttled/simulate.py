@@ -119,8 +119,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
         try:
             await devices.open()
             runs = {u.unit_id: UnitRun(u.unit_id) for u in config.units}
-            loop = ControlLoop(config, devices, runs, clock, journal)
             persistence = RunPersistence(journal)
+            loop = ControlLoop(config, devices, runs, clock, journal, persistence)
             operations = Operations(config, runs, journal, clock, persistence)
             for unit, protocol in assignments.items():
                 _start_protocol(operations, unit, protocol, options.parameters)
@@ -143,12 +143,7 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                 )
 
             with _progress(console, active) as update:
-
-                def after_tick() -> None:
-                    persistence.persist(list(runs.values()), clock.now())
-                    update(clock.now())
-
-                await loop.run_until(finished, on_tick=after_tick)
+                await loop.run_until(finished, on_tick=lambda: update(clock.now()))
             for run in active:
                 if run.run_id is not None:
                     journal.record_final_state(run.run_id, run.state.value)

@@ -31,6 +31,7 @@ from shuttled.control import safety
 from shuttled.control.temperature import STATE_COLUMNS
 from shuttled.devices import Devices
 from shuttled.engine.actions import Action, Dispense, PumpView, StopPump, UnitSnapshot
+from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.statistics import RunStatistics
 from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
@@ -74,8 +75,10 @@ class ControlLoop:
         runs: dict[str, UnitRun],
         clock: Clock,
         journal: Journal,
+        persistence: RunPersistence | None = None,
     ) -> None:
         self.config = config
+        self.persistence = persistence or RunPersistence(journal)
         self.devices = devices
         self.runs = runs
         self.clock = clock
@@ -229,6 +232,7 @@ class ControlLoop:
         self._temperature_alarms(now)
         await self._write_heaters()
 
+        planned: list[tuple[str, UnitRun, list[Action]]] = []
         for unit, i in self.index.items():
             run = self.runs[unit]
             reading = readings.get(unit, NO_READING)
@@ -241,10 +245,18 @@ class ControlLoop:
                 pumps[unit],
             )
             self._update_statistics(run, snapshot)
-            for action in run.step(snapshot):
+            planned.append((unit, run, run.step(snapshot)))
+        self._make_durable(now)  # fsync before acting: a restart must know what was commanded
+        for unit, run, actions in planned:
+            for action in actions:
                 await self._carry_out(unit, run, action, now)
-            self._journal_new_events(unit, run)
+        self._make_durable(now)  # and what refusing devices made of it
         self.ticks += 1
+
+    def _make_durable(self, now: float) -> None:
+        for unit in self.unit_ids:
+            self._journal_new_events(unit, self.runs[unit])
+        self.persistence.persist(list(self.runs.values()), now)
 
     def _load_measurements(
         self, readings: dict[str, BioreactorReading], probes: dict[str, ProbeReading]
