@@ -48,12 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults", type=Path, metavar="FILE", help="fault file (YAML, SPEC §1) to inject"
     )
     parser.add_argument("--json", action="store_true", help="print the endpoints as JSON")
-    parser.add_argument("--data-dir", type=Path,
-                        help="data directory for the daemon's configuration (--print-config); "
-                        "default: a new temporary directory")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print a complete configuration for `shuttled serve --config`, "
-                        "then keep serving")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data directory for the daemon's configuration (--print-config); "
+        "default: a new temporary directory",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print a complete configuration for `shuttled serve --config`, then keep serving",
+    )
     return parser
 
 
