@@ -142,3 +142,12 @@ class Journal:
             "SELECT at, kind, state, detail, user FROM events WHERE run_id = ? ORDER BY id",
             (run_id,),
         ).fetchall()
+
+    def run_summaries(self) -> list[tuple[str, str, str, str, str]]:
+        """(run id, unit, protocol identity, parameters JSON, last known state), oldest first:
+        what the operator interface lists as results of runs from before this daemon started."""
+        return self._db.execute(
+            "SELECT r.run_id, r.unit, r.protocol_identity, r.parameters, COALESCE(r.final_state,"
+            " (SELECT e.state FROM events e WHERE e.run_id = r.run_id ORDER BY e.id DESC LIMIT 1),"
+            " '') FROM runs r ORDER BY r.started_at, r.rowid"
+        ).fetchall()

@@ -1,0 +1,180 @@
+"""The daemon's OPC UA server for operators and the MES (SPEC §5), assembled and run.
+
+Everything insecure that asyncua does by default is switched off here, explicitly: SecurityPolicy
+None only when the configuration allows it, identities only from the users file (no anonymous
+sessions unless `allow_anonymous_read`, no built-in admin), no node management or writes over
+the network, and client certificates checked against the trust list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import structlog
+from asyncua import Server, ua
+
+from shuttled.audit import AuditTrail
+from shuttled.clock import Clock
+from shuttled.config import DaemonConfig
+from shuttled.journal import Journal
+from shuttled.operations import Operations
+from shuttled.operator_server.address_space import NAMESPACE_URI, AddressSpaceBuilder, UnitNodes
+from shuttled.operator_server.identity import (
+    OperatorInternalServer,
+    OperatorPermissions,
+    UsersFileManager,
+)
+from shuttled.operator_server.methods import MethodHandlers
+from shuttled.operator_server.mirror import Mirror
+from shuttled.operator_server.pki import TrustList, ensure_certificate
+
+log = structlog.get_logger("shuttled.operator")
+
+POLICIES = {
+    "Basic256Sha256": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    "Aes256_Sha256_RsaPss": ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+}
+MIN_REFRESH_INTERVAL_S = 0.1  # wall time: at --speed max, ticks come far faster than anyone reads
+
+
+class OperatorServerError(Exception):
+    """The server cannot start as configured (the message says why)."""
+
+
+def _is_loopback_host(host: str | None) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+class OperatorServer:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        operations: Operations,
+        journal: Journal,
+        clock: Clock,
+        audit: AuditTrail | None = None,
+    ) -> None:
+        self.config = config
+        self.operations = operations
+        self.journal = journal
+        self.clock = clock
+        self.audit = audit or AuditTrail(journal.path)
+        self._owns_audit = audit is None
+        self.endpoint = config.operator.endpoint
+        self.application_uri = f"urn:cellshuttle:shuttled:{config.instrument_id}"
+        self.server: Server | None = None
+        self.mirror: Mirror | None = None
+        self.handlers: MethodHandlers | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._last_refresh = 0.0
+
+    async def start(self) -> None:
+        settings = self.config.operator
+        url = urlparse(self.endpoint)
+        if settings.allow_insecure and not _is_loopback_host(url.hostname):
+            log.warning("SecurityPolicy None is offered on a non-loopback endpoint",
+                        endpoint=self.endpoint)
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
+        users = UsersFileManager(settings.users_file, settings.allow_anonymous_read)
+        if settings.users_file is None:
+            log.warning("no users file configured: nobody can sign in to the operator server")
+        server = Server(iserver=OperatorInternalServer(user_manager=users))  # type: ignore[arg-type]
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name(f"shuttled {self.config.instrument_id}")
+        server.product_uri = "urn:cellshuttle:shuttled"
+        server.manufacturer_name = "Cell Shuttle"
+        await server.set_application_uri(self.application_uri)
+        pki = self.config.data_dir / "pki"
+        own = ensure_certificate(
+            pki / "own", self.application_uri, f"shuttled {self.config.instrument_id}", server=True
+        )
+        await server.load_certificate(str(own.certificate))
+        await server.load_private_key(str(own.private_key))
+        policies = [POLICIES[name] for name in settings.security_policies]
+        if settings.allow_insecure:
+            policies.insert(0, ua.SecurityPolicyType.NoSecurity)
+        server.set_security_policy(policies, permission_ruleset=OperatorPermissions())
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if settings.allow_anonymous_read:
+            tokens.append(ua.AnonymousIdentityToken)
+        server.set_identity_tokens(tokens)
+        server.allow_remote_admin(False)
+        server.set_certificate_validator(TrustList(pki, settings.trust_all_loopback_clients))
+
+        ns = await server.register_namespace(NAMESPACE_URI)
+        builder = AddressSpaceBuilder(server, ns, self.config.instrument_id)
+        self.handlers = MethodHandlers(self.operations, self.audit, self._after_change)
+        _, health, unit_set = await builder.build_device()
+        units: dict[str, UnitNodes] = {}
+        for unit in self.config.units:
+            nodes = await builder.build_unit(
+                unit_set, unit.unit_id, sorted(unit.pumps), self.handlers
+            )
+            units[unit.unit_id] = nodes
+            self.handlers.units[nodes.object.nodeid] = unit.unit_id
+        self.mirror = Mirror(server, builder, units, health, self.operations, self.journal,
+                             self.clock)
+        await self.mirror.add_past_results()
+        await self.mirror.refresh()
+        try:
+            await server.start()
+        except OSError as error:
+            raise OperatorServerError(f"cannot listen on {self.endpoint}: {error}") from None
+        self.server = server
+        log.info("operator server listening", endpoint=self.endpoint,
+                 policies=[p.name for p in policies])
+
+    def attach_loop(self, loop: Any) -> None:
+        """The control loop, whose live values (readings, heater, estimates, alarms) we show."""
+        if self.mirror is not None:
+            self.mirror.loop = loop
+
+    async def _after_change(self, unit: str) -> None:
+        if self.mirror is not None:
+            await self.mirror.refresh_unit(unit)
+
+    def request_refresh(self) -> None:
+        """From the control loop's per-tick callback (synchronous): refresh soon, coalesced."""
+        if self.mirror is None or self.server is None:
+            return
+        if self._refresh_task is not None and not self._refresh_task.done():
+            return
+        wall = time.monotonic()
+        if wall - self._last_refresh < MIN_REFRESH_INTERVAL_S:
+            return
+        self._last_refresh = wall
+        self._refresh_task = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            assert self.mirror is not None
+            await self.mirror.refresh()
+        except Exception:
+            log.exception("operator server refresh failed")
+
+    async def refresh(self) -> None:
+        if self.mirror is not None:
+            await self.mirror.refresh()
+
+    async def stop(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresh_task
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        if self._owns_audit:
+            self.audit.close()
