@@ -76,5 +76,8 @@ class DaemonConfig:
     units: list[UnitConfig]
     operator: OperatorServerConfig = field(default_factory=OperatorServerConfig)
     control_period_s: float = 5.0
+    # Process seconds per wall second: 1 on an instrument; a hardware-in-the-loop session sets
+    # shuttle-sim's --speed so the daemon and the virtual plant share one time.
+    clock_speed: float = 1.0
     device_loss_hold_s: float = 60.0
     device_timeout_s: float = 1.0

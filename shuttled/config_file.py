@@ -110,6 +110,7 @@ class ConfigFile(_Strict):
     instrument_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     data_dir: Path = Path("/var/lib/shuttled")
     control_period_s: float = Field(default=5.0, gt=0, le=60.0)
+    clock_speed: float = Field(default=1.0, gt=0, le=10000.0)
     device_loss_hold_s: float = Field(default=60.0, ge=0)
     device_timeout_s: float = Field(default=1.0, gt=0, le=30.0)
     opcua: OperatorSection = OperatorSection()
@@ -182,6 +183,7 @@ class ConfigFile(_Strict):
                 trust_all_loopback_clients=operator.trust_all_loopback_clients,
             ),
             control_period_s=self.control_period_s,
+            clock_speed=self.clock_speed,
             device_loss_hold_s=self.device_loss_hold_s,
             device_timeout_s=self.device_timeout_s,
         )

@@ -23,7 +23,11 @@ SIM_INSTRUMENT_ID = "CS-SIM"
 
 
 def config_for_instrument(
-    endpoints: InstrumentEndpoints, data_dir: Path, operator_port: int, users_file: Path | None
+    endpoints: InstrumentEndpoints,
+    data_dir: Path,
+    operator_port: int,
+    users_file: Path | None,
+    clock_speed: float = 1.0,
 ) -> ConfigFile:
     buses: dict[str, BusSection] = {}
     bus_names: dict[str, str] = {}
@@ -53,6 +57,7 @@ def config_for_instrument(
     return ConfigFile(
         instrument_id=SIM_INSTRUMENT_ID,
         data_dir=data_dir,
+        clock_speed=clock_speed,
         opcua=OperatorSection(
             endpoint=f"opc.tcp://127.0.0.1:{operator_port}/shuttled",
             allow_insecure=True,

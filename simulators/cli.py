@@ -75,7 +75,7 @@ async def serve(args: argparse.Namespace) -> None:
     clock.add_advance_listener(instrument.advance_to)
     endpoints = instrument.endpoints()
     if args.print_config:
-        print(_daemon_config_text(endpoints, args.data_dir), end="", flush=True)
+        print(_daemon_config_text(endpoints, args.data_dir, args.speed), end="", flush=True)
     elif args.json:
         print(json.dumps(asdict(endpoints)), flush=True)
     else:
@@ -98,7 +98,9 @@ async def serve(args: argparse.Namespace) -> None:
         await instrument.stop()
 
 
-def _daemon_config_text(endpoints: InstrumentEndpoints, data_dir: Path | None) -> str:
+def _daemon_config_text(
+    endpoints: InstrumentEndpoints, data_dir: Path | None, speed: float
+) -> str:
     """A configuration `shuttled serve` accepts as it is, with a `sim` supervisor account."""
     from shuttled.config_file import render_config
     from shuttled.sim_config import config_for_instrument
@@ -106,7 +108,9 @@ def _daemon_config_text(endpoints: InstrumentEndpoints, data_dir: Path | None) -
 
     data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="shuttle-sim-"))).resolve()
     users_file, _ = create_simulation_account(data_dir)
-    config = config_for_instrument(endpoints, data_dir, free_loopback_port(), users_file)
+    config = config_for_instrument(
+        endpoints, data_dir, free_loopback_port(), users_file, clock_speed=speed
+    )
     return render_config(config) + "# end of configuration; shuttle-sim keeps serving\n"
 
 
