@@ -24,6 +24,7 @@ from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
 from shuttled.operations import Operations
+from shuttled.operator_server import OperatorServer
 from shuttled.sd_notify import notify
 
 log = structlog.get_logger("shuttled.serve")
@@ -70,7 +71,7 @@ async def put_everything_safe(devices: Devices) -> None:
 
 async def serve(config: DaemonConfig) -> None:
     # Process time is wall time in the service, so elapsed phase time survives a restart.
-    clock = RealClock(speed=1.0, start=time.time())
+    clock = RealClock(speed=config.clock_speed, start=time.time())
     config.data_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(config.data_dir / "journal.sqlite3")
     devices = Devices(config)
@@ -79,6 +80,7 @@ async def serve(config: DaemonConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    operator: OperatorServer | None = None
     try:
         runs = restore_runs(journal, config, clock.now())
         persistence.persist(list(runs.values()), clock.now(), force=True)
@@ -86,14 +88,22 @@ async def serve(config: DaemonConfig) -> None:
         control = ControlLoop(config, devices, runs, clock, journal, persistence)
         operations = Operations(config, runs, journal, clock, persistence)
         log.info("protocols loaded", templates=sum(len(t) for t in operations.templates.values()))
+        # SPEC §9: READY=1 only once the operator interface listens.
+        operator = OperatorServer(config, operations, journal, clock)
+        await operator.start()
+        operator.attach_loop(control)
         notify("READY=1", f"STATUS=serving {len(runs)} units")
         log.info("ready", instrument=config.instrument_id, units=len(runs))
 
-        await control.run_until(stop.is_set)
+        await control.run_until(stop.is_set, on_tick=operator.request_refresh)
         notify("STOPPING=1")
+        await operator.stop()  # no operator command may race the safe-state sequence
+        operator = None
         log.info("stopping: putting every unit in its safe state")
         await put_everything_safe(devices)
         persistence.persist(list(runs.values()), clock.now(), force=True)
     finally:
+        if operator is not None:
+            await operator.stop()
         await devices.close()
         journal.close()

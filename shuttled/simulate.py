@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
 from shuttled.operations import OperationRefused, Operations
+from shuttled.operator_server import OperatorServer, OperatorServerError
 from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
+from shuttled.users import create_simulation_account
 from simulators.faults import Fault, load_fault_file
 from simulators.instrument import VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
@@ -52,6 +55,8 @@ class SimulateOptions:
     parameters: dict[str, float] = field(default_factory=dict)
     max_hours: float = 24.0 * 60
     faults: Path | None = None  # SPEC §1 fault file, applied by the instrument in simulated time
+    opcua_port: int | None = None  # the operator server's; None: 4840 when serving, else any free
+    users_file: Path | None = None  # None: a `sim` supervisor with a random password (SPEC §1)
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -111,9 +116,15 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
         assignments = _assign_protocols(options, instrument.unit_ids)
         await instrument.start()
         clock.add_advance_listener(instrument.advance_to)
+        users_file = options.users_file
+        credentials = None
+        if users_file is None:
+            users_file, credentials = create_simulation_account(data_dir)
+        port = _operator_port(options, console)
         config = config_for_instrument(
-            instrument.endpoints(), data_dir, free_loopback_port(), users_file=None
+            instrument.endpoints(), data_dir, port, users_file=users_file
         ).to_daemon_config()
+        operator: OperatorServer | None = None
         devices = Devices(config)
         journal = Journal(data_dir / "journal.sqlite3")
         try:
@@ -122,6 +133,12 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             persistence = RunPersistence(journal)
             loop = ControlLoop(config, devices, runs, clock, journal, persistence)
             operations = Operations(config, runs, journal, clock, persistence)
+            operator = OperatorServer(config, operations, journal, clock)
+            try:
+                await operator.start()
+            except OperatorServerError as error:
+                raise SimulationRefused(str(error)) from None
+            operator.attach_loop(loop)
             for unit, protocol in assignments.items():
                 _start_protocol(operations, unit, protocol, options.parameters)
             active = [runs[u] for u in assignments]
@@ -137,22 +154,65 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                 return all(_run_has_ended(r) for r in active) or clock.now() >= deadline
 
             if not active:
-                console.print(
-                    f"Virtual instrument with {len(runs)} units is running "
-                    f"(journal in {data_dir}); Ctrl-C stops it."
-                )
+                _print_serving(console, len(runs), data_dir, operator.endpoint, credentials)
 
             with _progress(console, active) as update:
-                await loop.run_until(finished, on_tick=lambda: update(clock.now()))
+
+                def after_tick() -> None:
+                    update(clock.now())
+                    operator.request_refresh()
+
+                await loop.run_until(finished, on_tick=after_tick)
             for run in active:
                 if run.run_id is not None:
                     journal.record_final_state(run.run_id, run.state.value)
             wall = time.monotonic() - wall_start
             return [summarise(run, loop, clock.now(), wall) for run in active]
         finally:
+            if operator is not None:
+                await operator.stop()
             await devices.close()
             journal.close()
             await instrument.stop()
+
+
+OPERATOR_PORT = 4840  # SPEC §5's default: what UaExpert users try first
+
+
+def _operator_port(options: SimulateOptions, console: Console) -> int:
+    """--opcua-port, else 4840 when serving for shuttlectl (if free), else any free port."""
+    if options.opcua_port:
+        return options.opcua_port
+    if options.protocols:
+        return free_loopback_port()
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", OPERATOR_PORT))
+        except OSError:
+            port = free_loopback_port()
+            console.print(f"Port {OPERATOR_PORT} is in use; the operator interface uses {port}.",
+                          soft_wrap=True)
+            return port
+    return OPERATOR_PORT
+
+
+def _print_serving(
+    console: Console, units: int, data_dir: Path, endpoint: str, credentials: Path | None
+) -> None:
+    """What a newcomer needs to try shuttlectl; the first line is what scripts wait for."""
+    console.print(
+        f"Virtual instrument with {units} units is running (journal in {data_dir}); "
+        "Ctrl-C stops it.",
+        soft_wrap=True,
+    )
+    console.print(f"Operator interface: {endpoint}", soft_wrap=True)
+    if credentials is not None:
+        console.print(f"Sign in as sim (supervisor): password in {credentials}", soft_wrap=True)
+        console.print(
+            f"Try: shuttlectl --endpoint {endpoint} --password-file {credentials} status",
+            soft_wrap=True,
+        )
+    console.file.flush()
 
 
 def _stop_on_signals() -> asyncio.Event:

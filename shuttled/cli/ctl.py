@@ -1,7 +1,7 @@
 """`shuttlectl`: the operator's command line.
 
-This version carries the offline commands; the commands that talk to a running daemon over its
-OPC UA interface (status, load, start, hold, …) come with the operator interface.
+Offline commands (validate, analyze, `audit --journal`) work on files; the others talk to a
+running daemon over its OPC UA operator interface (SPEC §5), see ctl_online.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from protocols import validate_files
-from shuttled.cli import ctl_analyze
+from shuttled.cli import ctl_analyze, ctl_online
 from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, add_version
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="shuttlectl", description="Operate a Cell Shuttle instrument and check protocols."
     )
     add_version(parser, "shuttlectl")
+    ctl_online.add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = commands.add_parser(
         "validate", help="check protocol files offline (exit 1 and FILE:LINE:COL: message on error)"
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--json", action="store_true", help="print the errors as JSON")
     ctl_analyze.add_parser(commands)
+    ctl_online.add_parsers(commands)
     return parser
 
 
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_validate(args)
     if args.command == "analyze":
         return ctl_analyze.run(args)
+    if args.command in ctl_online.ONLINE:
+        return ctl_online.run(args)
     return EXIT_REFUSED  # pragma: no cover - argparse requires a known command
 
 

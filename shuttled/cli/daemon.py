@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault file (YAML, SPEC §1): faults injected into the virtual instrument at "
         "simulated times",
     )
+    sim.add_argument(
+        "--opcua-port",
+        type=positive_int,
+        metavar="P",
+        help="port of the operator OPC UA server on loopback (default: 4840 when serving "
+        "without --protocol and free, else any free port)",
+    )
+    sim.add_argument(
+        "--users",
+        type=Path,
+        metavar="FILE",
+        help="users file for the operator interface (default: a 'sim' supervisor with a random "
+        "password in <data-dir>/sim-credentials)",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object per run")
     sim.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
     return parser
@@ -108,6 +122,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         parameters=dict(args.param),
         faults=args.faults,
+        opcua_port=args.opcua_port,
+        users_file=args.users,
     )
     # Wide enough for the summary table when the output goes to a file or a pipe.
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 132)
@@ -144,8 +160,13 @@ def run_serve(args: argparse.Namespace) -> int:
         config = load_config(path)
     except ConfigError as error:
         return fail(str(error), EXIT_CONFIG)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+    from shuttled.operator_server import OperatorServerError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config))
+    except OperatorServerError as error:
+        return fail(str(error))
     return EXIT_OK
 
 

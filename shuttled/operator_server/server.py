@@ -25,6 +25,7 @@ from shuttled.config import DaemonConfig
 from shuttled.journal import Journal
 from shuttled.operations import Operations
 from shuttled.operator_server.address_space import NAMESPACE_URI, AddressSpaceBuilder, UnitNodes
+from shuttled.operator_server.audit_methods import AuditMethods
 from shuttled.operator_server.identity import (
     OperatorInternalServer,
     OperatorPermissions,
@@ -45,6 +46,11 @@ MIN_REFRESH_INTERVAL_S = 0.1  # wall time: at --speed max, ticks come far faster
 
 class OperatorServerError(Exception):
     """The server cannot start as configured (the message says why)."""
+
+
+def _drop_service_fault_lines(record: logging.LogRecord) -> bool:
+    """asyncua logs every refused request at ERROR; we log each refusal once, with its reason."""
+    return not str(record.msg).startswith("sending service fault response")
 
 
 def _is_loopback_host(host: str | None) -> bool:
@@ -85,7 +91,7 @@ class OperatorServer:
         if settings.allow_insecure and not _is_loopback_host(url.hostname):
             log.warning("SecurityPolicy None is offered on a non-loopback endpoint",
                         endpoint=self.endpoint)
-        logging.getLogger("asyncua").setLevel(logging.WARNING)
+        logging.getLogger("asyncua.server.uaprocessor").addFilter(_drop_service_fault_lines)
         users = UsersFileManager(settings.users_file, settings.allow_anonymous_read)
         if settings.users_file is None:
             log.warning("no users file configured: nobody can sign in to the operator server")
@@ -116,7 +122,8 @@ class OperatorServer:
         ns = await server.register_namespace(NAMESPACE_URI)
         builder = AddressSpaceBuilder(server, ns, self.config.instrument_id)
         self.handlers = MethodHandlers(self.operations, self.audit, self._after_change)
-        _, health, unit_set = await builder.build_device()
+        device, health, unit_set = await builder.build_device()
+        await AuditMethods(self.audit).add_to(device, ns, self.config.instrument_id)
         units: dict[str, UnitNodes] = {}
         for unit in self.config.units:
             nodes = await builder.build_unit(

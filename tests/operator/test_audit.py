@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,25 @@ def test_records_keep_every_field(tmp_path: Path) -> None:
     again = trail.records(unit="U02")[0]
     assert again == record and again.time == "2026-01-02T03:04:05.678Z"
     assert trail.records(unit="U01") == []
+
+
+@pytest.mark.parametrize(
+    ("tampering", "named"),
+    [
+        ("UPDATE audit SET content = replace(content, 'reason 3', 'reason X') WHERE seq = 4", 4),
+        ("DELETE FROM audit WHERE seq = 3", 3),
+        ("INSERT INTO audit (seq, content, hash) VALUES (6, '{\"seq\": 6}', 'x')", 6),
+    ],
+)
+def test_shuttlectl_audit_verify_names_the_broken_record_offline(
+    tmp_path: Path, tampering: str, named: int
+) -> None:
+    path = _trail(tmp_path)
+    _tamper(path, tampering)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "shuttlectl"), "audit", "verify", "--journal",
+         str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"broken at record {named}:" in result.stderr and result.stderr.count("\n") == 1

@@ -1,0 +1,142 @@
+"""The parsers and the dispatch of shuttlectl's commands that talk to a daemon (SPEC §1, §5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from shuttled.cli import ctl_commands as commands
+from shuttled.cli.common import EXIT_UNREACHABLE, fail, parameter_assignment
+from shuttled.cli.ctl_client import (
+    DEFAULT_ENDPOINT,
+    CtlError,
+    open_session,
+    read_credentials,
+)
+
+ONLINE = {"status", "runs", "load", "start", "hold", "restart", "stop", "abort", "reset", "audit",
+          "report"}
+STATE_COMMANDS = ("hold", "restart", "stop", "abort", "reset")
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("SHUTTLECTL_ENDPOINT", DEFAULT_ENDPOINT),
+        metavar="URL",
+        help=f"the daemon's OPC UA endpoint (default $SHUTTLECTL_ENDPOINT or {DEFAULT_ENDPOINT})",
+    )
+    parser.add_argument("--user", metavar="NAME", help="user name (default: from the password "
+                        "file, else an anonymous session)")
+    parser.add_argument("--password-file", type=Path, metavar="F",
+                        help="file holding 'user:password' (as shuttled simulate writes it) or "
+                        "the password alone")
+    parser.add_argument("--pki-dir", type=Path, metavar="DIR",
+                        help="where shuttlectl keeps its client certificate "
+                        "(default ~/.config/shuttlectl/pki)")
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    _json(sub.add_parser("status", help="state and live values of every unit"))
+    _json(sub.add_parser("runs", help="runs of every unit: ended ones and the active ones"))
+    load = sub.add_parser("load", help="load a protocol on a unit (prints the template id)")
+    load.add_argument("unit", metavar="UNIT")
+    load.add_argument("file", type=Path, metavar="FILE")
+    _json(load)
+    start = sub.add_parser("start", help="start a loaded protocol on a unit")
+    start.add_argument("unit", metavar="UNIT")
+    start.add_argument("--protocol", metavar="ID",
+                       help="template id (default: the protocol loaded last on the unit)")
+    start.add_argument("--param", type=parameter_assignment, action="append", default=[],
+                       metavar="NAME=VALUE", help="override a protocol parameter")
+    start.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    _json(start)
+    for name in STATE_COMMANDS:
+        command = sub.add_parser(name, help=f"{name.capitalize()} the run on a unit")
+        command.add_argument("unit", metavar="UNIT")
+        command.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+        _json(command)
+    audit = sub.add_parser("audit", help="verify or list the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    for name, text in (("verify", "check the hash chain; names the first broken record"),
+                       ("log", "list the records")):
+        action = audit_sub.add_parser(name, help=text)
+        action.add_argument("--journal", type=Path, metavar="FILE",
+                            help="read this journal file offline instead of asking the daemon")
+        _json(action)
+    report = sub.add_parser("report", help="write a run's report as one HTML file")
+    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE.html")
+    report.add_argument("--journal", type=Path, metavar="FILE",
+                        help="read this journal file offline instead of asking the daemon")
+
+
+def _offline_audit(args: argparse.Namespace) -> int:
+    from shuttled.audit import read_journal, verify_journal
+
+    path: Path = args.journal
+    if not path.is_file():
+        return fail(f"no journal file {path}")
+    if args.audit_command == "verify":
+        result = verify_journal(path)
+        return commands.print_verification({
+            "ok": result.ok, "records": result.records, "head": result.head,
+            "broken_record": result.broken_seq, "problem": result.problem,
+        }, args.json, str(path))
+    return commands.print_audit_log([r.to_dict() for r in read_journal(path)], args.json)
+
+
+async def _online(args: argparse.Namespace) -> int:
+    user, password = read_credentials(args.user, args.password_file)
+    session = await open_session(args.endpoint, user, password, args.pki_dir)
+    try:
+        if args.command == "status":
+            return await commands.cmd_status(session, args)
+        if args.command == "runs":
+            return await commands.cmd_runs(session, args)
+        if args.command == "load":
+            return await commands.cmd_load(session, args)
+        if args.command == "start":
+            return await commands.cmd_start(session, args)
+        if args.command in STATE_COMMANDS:
+            return await commands.cmd_command(session, args)
+        if args.command == "audit" and args.audit_command == "verify":
+            result = await commands.verify_online(session)
+            return commands.print_verification(result, args.json, args.endpoint)
+        if args.command == "audit":
+            return commands.print_audit_log(await commands.read_audit(session), args.json)
+        from shuttled.cli.ctl_report import report_online
+
+        return await report_online(session, args)
+    finally:
+        with contextlib.suppress(Exception):  # the answer is already printed
+            await asyncio.wait_for(session.client.disconnect(), 5)
+
+
+def run(args: argparse.Namespace) -> int:
+    from shuttled.log_setup import configure_logging
+
+    configure_logging("warning")
+    try:
+        if args.command == "audit" and args.journal is not None:
+            return _offline_audit(args)
+        if args.command == "report" and args.journal is not None:
+            from shuttled.cli.ctl_report import report_offline
+
+            return report_offline(args)
+        return asyncio.run(_online(args))
+    except CtlError as error:
+        return fail(error.message, error.code)
+    except (OSError, TimeoutError) as error:
+        return fail(f"lost the connection to {args.endpoint}: {error}", EXIT_UNREACHABLE)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
