@@ -268,7 +268,6 @@ class UnitRun:
         if progress.segment_baseline_ul is not None and view.running:
             return [], False
         if view.alarms:
-            progress.close_segment(view)
             self._auto_hold(
                 snapshot.now, f"pump {progress.pump} alarm: {','.join(sorted(view.alarms))}"
             )
@@ -306,17 +305,16 @@ class UnitRun:
         self.hold_reason = reason
 
     def _finish_transient(self, snapshot: UnitSnapshot) -> list[Action]:
-        actions = self._stop_transfer(snapshot)
+        actions = self._stop_transfer()
         self._settle(snapshot.now, "settled")
         return actions
 
-    def _stop_transfer(self, snapshot: UnitSnapshot | None = None) -> list[Action]:
+    def _stop_transfer(self) -> list[Action]:
+        """Stop the pump but leave the segment open: the pump moves on until STOP reaches it,
+        so what it delivered is read from its counter when the remainder is commanded."""
         if self.transfer is None:
             return []
-        pump = self.transfer.pump
-        if snapshot is not None:
-            self.transfer.close_segment(snapshot.pumps.get(pump))
-        return [StopPump(pump)]
+        return [StopPump(self.transfer.pump)]
 
     def _settle(self, now: float, detail: str) -> None:
         new_state = settle(self.state)

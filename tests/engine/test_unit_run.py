@@ -225,3 +225,15 @@ def test_a_phase_waits_for_a_running_dilution_before_it_ends() -> None:
     run.step(dsnap(3700.0, 1.8e6, 167.0, PumpView(False, 66667.0)))
     run.step(dsnap(3705.0, 1.8e6, 167.0, PumpView(False, 66667.0)))
     assert run.state == RunState.COMPLETE
+
+
+def test_what_a_pump_moves_between_the_last_status_and_stop_is_counted() -> None:
+    run = _started()
+    run.step(snap(5.0))
+    run.step(snap(10.0, media=PumpView(False, 0.0)))
+    run.command(Command.HOLD, "check", 12.0)
+    assert run.step(snap(15.0, media=PumpView(True, 8000.0))) == [StopPump("media")]
+    run.command(Command.RESTART, "ok", 20.0)
+    run.step(snap(25.0, media=PumpView(False, 8500.0)))  # it ran on until STOP arrived
+    actions = run.step(snap(30.0, media=PumpView(False, 8500.0)))
+    assert actions == [Dispense("media", 11500.0, 10000.0)]
