@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,34 +35,9 @@ phases:
 
 
 @pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    data_dir = tmp_path / "data"
-    process = subprocess.Popen(
-        [
-            str(BIN / "shuttle-sim"),
-            "--units",
-            "1",
-            "--speed",
-            str(SPEED),
-            "--print-config",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("# end of configuration"):
-            break
-    config = tmp_path / "shuttled.toml"
-    config.write_text("".join(lines))
-    yield config, data_dir
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+def simulator(start_simulator: Callable[[int, float], Path]) -> tuple[Path, Path]:
+    config = start_simulator(1, SPEED)
+    return config, config.parent / "data"
 
 
 class Daemon:

@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,35 +24,9 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Path]:
-    """A running shuttle-sim and the configuration it printed for the daemon."""
-    data_dir = tmp_path / "data"
-    process = subprocess.Popen(
-        [
-            str(BIN / "shuttle-sim"),
-            "--units",
-            "2",
-            "--speed",
-            "10",
-            "--print-config",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:  # blocks until the simulator has printed its configuration
-        lines.append(line)
-        if line.startswith("# end of configuration"):
-            break
-    config = tmp_path / "shuttled.toml"
-    config.write_text("".join(lines))
-    yield config
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+def simulator(start_simulator: Callable[[int, float], Path]) -> Path:
+    config = start_simulator(2, 10)
+    return config
 
 
 def _notify_socket(tmp_path: Path) -> socket.socket:
@@ -87,7 +61,8 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(
         ready = notifications.recv(4096).decode()
         assert "READY=1" in ready.splitlines()
         process.send_signal(signal.SIGTERM)
-        assert notifications.recv(4096).decode() == "STOPPING=1"
+        while "STOPPING=1" not in notifications.recv(4096).decode().splitlines():
+            pass  # STATUS= and WATCHDOG=1 may come first
         assert process.wait(timeout=60) == 0
     finally:
         process.kill()
