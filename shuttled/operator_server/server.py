@@ -48,6 +48,21 @@ class OperatorServerError(Exception):
     """The server cannot start as configured (the message says why)."""
 
 
+def _make_everything_read_only(server: Server) -> None:
+    """Clear CurrentWrite on every node, the standard ones included (asyncua's diagnostics and
+    role configuration are writable by default): nothing is set over the network."""
+    aspace = server.iserver.aspace
+    for nodeid in list(aspace.keys()):
+        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+            value = aspace[nodeid].attributes.get(attribute)
+            if value is not None and value.value is not None and value.value.Value is not None:
+                level = value.value.Value.Value
+                if isinstance(level, int) and level & ua.AccessLevel.CurrentWrite.mask:
+                    value.value = ua.DataValue(ua.Variant(
+                        level & ~ua.AccessLevel.CurrentWrite.mask, ua.VariantType.Byte
+                    ))
+
+
 def _drop_service_fault_lines(record: logging.LogRecord) -> bool:
     """asyncua logs every refused request at ERROR; we log each refusal once, with its reason."""
     return not str(record.msg).startswith("sending service fault response")
@@ -133,6 +148,7 @@ class OperatorServer:
             self.handlers.units[nodes.object.nodeid] = unit.unit_id
         self.mirror = Mirror(server, builder, units, health, self.operations, self.journal,
                              self.clock)
+        _make_everything_read_only(server)
         await self.mirror.add_past_results()
         await self.mirror.refresh()
         try:
