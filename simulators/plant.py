@@ -229,15 +229,20 @@ def plant_step(
         # exp(-age/τ_lag) advanced by a constant factor per step: one exp per call, not per step.
         lag_remaining = math.exp(-state[i, AGE_H] / params[i, LAG_H])
         lag_decay = math.exp(-dt_h / params[i, LAG_H])
-        for _ in range(steps):
+        volume_changes = in_ml > 0.0 or out_ml > 0.0
+        inverse_density_max = 1.0 / params[i, DENSITY_MAX]
+        dt_over_capacity = 0.0
+        for step in range(steps):
             temperature = state[i, TEMPERATURE]
             density = state[i, DENSITY]
             glucose = state[i, GLUCOSE_MM]
             lactate = state[i, LACTATE_MM]
 
-            capacity = WATER_J_PER_ML_K * state[i, VOLUME_ML] + params[i, VESSEL_J_PER_K]
+            if volume_changes or step == 0:
+                capacity = WATER_J_PER_ML_K * state[i, VOLUME_ML] + params[i, VESSEL_J_PER_K]
+                dt_over_capacity = dt / capacity
             heat_flow = power - params[i, UA_W_PER_K] * (temperature - params[i, AMBIENT_C])
-            temperature += heat_flow / capacity * dt
+            temperature += heat_flow * dt_over_capacity
 
             age = state[i, AGE_H] + dt_h
             lag_remaining *= lag_decay
@@ -250,7 +255,7 @@ def plant_step(
                 * (1.0 - lag_remaining)
                 * monod
                 * (params[i, LACTATE_K_MM] / (params[i, LACTATE_K_MM] + lactate))
-                * (1.0 - density / params[i, DENSITY_MAX])
+                * (1.0 - density * inverse_density_max)
             )
             death = params[i, DEATH_PER_H] + params[i, STARVATION_DEATH_PER_H] * (1.0 - monod)
 
