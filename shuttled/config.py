@@ -70,6 +70,22 @@ class OperatorServerConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """Telemetry to an MQTT broker (SPEC §6); absent from DaemonConfig when not configured."""
+
+    host: str
+    port: int = 1883
+    prefix: str = "shuttle"
+    username: str | None = None
+    password_file: Path | None = None  # first line is the password; kept out of the TOML file
+    tls_ca: Path | None = None  # TLS is on when a CA is given (plant brokers use a private CA)
+    tls_cert: Path | None = None  # client certificate, with tls_key, for brokers that want one
+    tls_key: Path | None = None
+    telemetry_period_s: float | None = None  # None: one telemetry message per control tick
+    keepalive_s: int = 30  # also how long a broker waits before it sends the Last Will
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     instrument_id: str
     data_dir: Path
@@ -81,3 +97,4 @@ class DaemonConfig:
     clock_speed: float = 1.0
     device_loss_hold_s: float = 60.0
     device_timeout_s: float = 1.0
+    mqtt: MqttConfig | None = None

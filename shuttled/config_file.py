@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from shuttled.config import (
     BioreactorConfig,
     DaemonConfig,
+    MqttConfig,
     OperatorServerConfig,
     ProbeConfig,
     PumpConfig,
@@ -50,6 +58,42 @@ class OperatorSection(_Strict):
     allow_anonymous_read: bool = False
     users_file: Path | None = None
     trust_all_loopback_clients: bool = False
+
+
+def _existing_file(path: Path | None) -> Path | None:
+    """Secrets and certificates are read at connect time; a wrong path must fail at start-up
+    (exit 78), not hours later as a silent telemetry outage."""
+    if path is not None and not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+ExistingFile = Annotated[Path | None, AfterValidator(_existing_file)]
+
+
+class MqttSection(_Strict):
+    """Telemetry to an MQTT broker (SPEC §6)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    prefix: str = Field(default="shuttle", pattern=r"^[^#+/][^#+]*[^#+/]$|^[^#+/]$")
+    username: str | None = None
+    password_file: ExistingFile = None
+    tls_ca: ExistingFile = None
+    tls_cert: ExistingFile = None
+    tls_key: ExistingFile = None
+    telemetry_period_s: float | None = Field(default=None, gt=0)
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSection:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("a client certificate needs tls_ca (TLS is on only with a CA)")
+        return self
 
 
 class BioreactorSection(_Strict):
@@ -114,6 +158,7 @@ class ConfigFile(_Strict):
     device_loss_hold_s: float = Field(default=60.0, ge=0)
     device_timeout_s: float = Field(default=1.0, gt=0, le=30.0)
     opcua: OperatorSection = OperatorSection()
+    mqtt: MqttSection | None = None
     bioreactors: dict[str, BioreactorSection]
     buses: dict[str, BusSection]
     units: list[UnitSection] = Field(min_length=1)
@@ -186,6 +231,7 @@ class ConfigFile(_Strict):
             clock_speed=self.clock_speed,
             device_loss_hold_s=self.device_loss_hold_s,
             device_timeout_s=self.device_timeout_s,
+            mqtt=MqttConfig(**self.mqtt.model_dump()) if self.mqtt is not None else None,
         )
 
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from rich.console import Console
@@ -22,7 +23,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 from protocols.loader import load_protocol_file
 from protocols.model import Protocol
 from protocols.state_machine import RunState
-from shuttled.clock import make_clock
+from shuttled.clock import Clock, make_clock
+from shuttled.config import MqttConfig
 from shuttled.control.loop import ControlLoop
 from shuttled.devices import Devices
 from shuttled.engine.persistence import RunPersistence
@@ -33,6 +35,9 @@ from shuttled.operator_server import OperatorServer, OperatorServerError
 from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
 from shuttled.users import create_simulation_account
+
+if TYPE_CHECKING:
+    from shuttled.telemetry import Telemetry
 from simulators.faults import Fault, load_fault_file
 from simulators.instrument import VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
@@ -57,6 +62,7 @@ class SimulateOptions:
     faults: Path | None = None  # SPEC §1 fault file, applied by the instrument in simulated time
     opcua_port: int | None = None  # the operator server's; None: 4840 when serving, else any free
     users_file: Path | None = None  # None: a `sim` supervisor with a random password (SPEC §1)
+    mqtt: MqttConfig | None = None  # --mqtt HOST[:PORT]: telemetry as the service sends it
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -125,6 +131,7 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             instrument.endpoints(), data_dir, port, users_file=users_file
         ).to_daemon_config()
         operator: OperatorServer | None = None
+        telemetry: Telemetry | None = None
         devices = Devices(config)
         journal = Journal(data_dir / "journal.sqlite3")
         try:
@@ -153,6 +160,7 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                     return False
                 return all(_run_has_ended(r) for r in active) or clock.now() >= deadline
 
+            telemetry = _start_telemetry(options, config.instrument_id, journal, runs, clock)
             if not active:
                 _print_serving(console, len(runs), data_dir, operator.endpoint, credentials)
 
@@ -161,6 +169,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                 def after_tick() -> None:
                     update(clock.now())
                     operator.request_refresh()
+                    if telemetry is not None:
+                        telemetry.on_tick(loop)
 
                 await loop.run_until(finished, on_tick=after_tick)
             for run in active:
@@ -169,11 +179,50 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             wall = time.monotonic() - wall_start
             return [summarise(run, loop, clock.now(), wall) for run in active]
         finally:
+            if telemetry is not None:
+                await telemetry.stop()
             if operator is not None:
                 await operator.stop()
             await devices.close()
             journal.close()
             await instrument.stop()
+
+
+def _start_telemetry(
+    options: SimulateOptions,
+    instrument_id: str,
+    journal: Journal,
+    runs: dict[str, UnitRun],
+    clock: Clock,
+) -> Telemetry | None:
+    """MQTT as the service does it; simulated time is mapped onto the wall clock at start."""
+    if options.mqtt is None:
+        return None
+    from shuttled.telemetry import Telemetry
+
+    origin_wall, origin_process = time.time(), clock.now()
+    telemetry = Telemetry(
+        options.mqtt,
+        instrument_id,
+        journal.path,
+        runs,
+        clock.now,
+        lambda t: origin_wall + (t - origin_process),
+    )
+    telemetry.start()
+    return telemetry
+
+
+def _write_reports(
+    directory: Path, journal_path: Path, runs: list[UnitRun], console: Console
+) -> None:
+    """One HTML report per run, written before a temporary data directory disappears."""
+    from shuttled.report import write_report
+
+    for run in runs:
+        if run.run_id is not None:
+            path = write_report(journal_path, run.run_id, directory / f"{run.run_id}.html")
+            console.print(f"Report: {path}", soft_wrap=True)
 
 
 OPERATOR_PORT = 4840  # SPEC §5's default: what UaExpert users try first

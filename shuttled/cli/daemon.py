@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -22,6 +23,9 @@ from shuttled.cli.common import (
     positive_int,
     speed,
 )
+
+if TYPE_CHECKING:
+    from shuttled.config import MqttConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,9 +97,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="users file for the operator interface (default: a 'sim' supervisor with a random "
         "password in <data-dir>/sim-credentials)",
     )
+    sim.add_argument(
+        "--mqtt",
+        type=mqtt_broker,
+        metavar="HOST[:PORT]",
+        help="publish telemetry to this MQTT broker (SPEC §6; default port 1883)",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object per run")
     sim.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
     return parser
+
+
+def mqtt_broker(text: str) -> MqttConfig:
+    """`HOST[:PORT]` (`[::1]:1883` for IPv6) as an MQTT configuration with defaults."""
+    from shuttled.config import MqttConfig  # not at import time: it brings numba with it
+
+    host, port = text, "1883"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT], got {text!r}")
+    return MqttConfig(host=host, port=int(port))
 
 
 def _speed_for(args: argparse.Namespace) -> float | None:
@@ -124,6 +149,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         faults=args.faults,
         opcua_port=args.opcua_port,
         users_file=args.users,
+        mqtt=args.mqtt,
     )
     # Wide enough for the summary table when the output goes to a file or a pipe.
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 132)
