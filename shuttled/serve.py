@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -26,6 +27,10 @@ from shuttled.journal import Journal
 from shuttled.operations import Operations
 from shuttled.operator_server import OperatorServer
 from shuttled.sd_notify import notify
+from shuttled.watchdog import ServiceHealth
+
+if TYPE_CHECKING:
+    from shuttled.telemetry import Telemetry
 
 log = structlog.get_logger("shuttled.serve")
 
@@ -81,9 +86,18 @@ async def serve(config: DaemonConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     operator: OperatorServer | None = None
+    telemetry: Telemetry | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
         runs = restore_runs(journal, config, clock.now())
         persistence.persist(list(runs.values()), clock.now(), force=True)
+        if config.mqtt is not None:  # connects in the background: a broker never delays READY
+            from shuttled.telemetry import Telemetry
+
+            telemetry = Telemetry(
+                config.mqtt, config.instrument_id, journal.path, runs, clock.now, lambda t: t
+            )
+            telemetry.start()
         await devices.open()
         control = ControlLoop(config, devices, runs, clock, journal, persistence)
         operations = Operations(config, runs, journal, clock, persistence)
@@ -92,18 +106,52 @@ async def serve(config: DaemonConfig) -> None:
         operator = OperatorServer(config, operations, journal, clock)
         await operator.start()
         operator.attach_loop(control)
+        health = ServiceHealth(config.control_period_s, config.clock_speed)
         notify("READY=1", f"STATUS=serving {len(runs)} units")
         log.info("ready", instrument=config.instrument_id, units=len(runs))
+        watchdog = asyncio.create_task(health.run(lambda: _status(runs, telemetry, health)))
 
-        await control.run_until(stop.is_set, on_tick=operator.request_refresh)
+        def after_tick() -> None:
+            health.on_tick(control)
+            operator.request_refresh()
+            if telemetry is not None:
+                telemetry.on_tick(control)
+
+        health.begin(control)
+        await control.run_until(stop.is_set, on_tick=after_tick)
         notify("STOPPING=1")
+        log.info("tick lateness", **health.lateness_summary())
+        if telemetry is not None:
+            await telemetry.stop()  # offline first: a historian sees the stop, not a Last Will
+            telemetry = None
         await operator.stop()  # no operator command may race the safe-state sequence
         operator = None
         log.info("stopping: putting every unit in its safe state")
         await put_everything_safe(devices)
         persistence.persist(list(runs.values()), clock.now(), force=True)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        if telemetry is not None:
+            await telemetry.stop()
         if operator is not None:
             await operator.stop()
         await devices.close()
         journal.close()
+
+
+def _status(runs: dict[str, UnitRun], telemetry: Telemetry | None, health: ServiceHealth) -> str:
+    """systemd's one-line STATUS=: what `systemctl status shuttled` shows an administrator."""
+    counts: dict[str, int] = {}
+    for run in runs.values():
+        counts[run.state.value] = counts.get(run.state.value, 0) + 1
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    text = f"{len(runs)} units: {states}"
+    if telemetry is not None:
+        queued = telemetry.outbox.pending()
+        text += "; mqtt " + ("connected" if telemetry.connected else "offline")
+        text += f" ({queued} queued)" if queued else ""
+    summary = health.lateness_summary()
+    if summary.get("ticks"):
+        text += f"; tick lateness p99 {summary['p99_ms']:.1f} ms"
+    return text
