@@ -9,6 +9,12 @@ collide and both time out. pymodbus' own retries are off; we bound each request 
 so a dead probe costs a known time. pymodbus reconnects a lost serial port by itself after
 ``reconnect_delay``; when the client is not connected we also try to connect before a request.
 
+pymodbus drops a reply with a bad CRC silently and waits out its timeout: with 2 % of frames
+corrupted on a line that costs a full timeout per damaged frame. We watch the received bytes
+through pymodbus' `trace_packet` hook, and when a complete reply of the expected length has a bad
+CRC we fail that attempt at once and retry. Once the line is silent (a read failed after its
+retries) each read makes one attempt until something answers again.
+
 A late reply to a timed-out request carries the same device id and function and could be taken
 for the answer to the next request. We read the unit-code registers along with each value
 (2089-2092 and 2409-2412) so the two 4-register blocks identify themselves, and a mix-up shows as
@@ -22,6 +28,7 @@ import contextlib
 import logging
 import math
 import struct
+from asyncio import FIRST_COMPLETED
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException
@@ -55,7 +62,7 @@ class ProbeBus:
         *,
         baudrate: int = 19200,
         timeout_s: float = 0.5,
-        retries: int = 1,
+        retries: int = 2,
         parity: str = "N",
         stopbits: int = 2,
     ) -> None:
@@ -64,6 +71,11 @@ class ProbeBus:
         self.retries = retries
         self.lock = asyncio.Lock()
         self.timeouts = 0
+        self.crc_errors = 0
+        self.silent = False  # the last read failed after all its attempts
+        self._rx = bytearray()
+        self._expect = 0  # length of the reply to the pending request (0: none pending)
+        self._corrupt: asyncio.Future[None] | None = None
         self._client = AsyncModbusSerialClient(
             port,
             framer=FramerType.RTU,
@@ -75,6 +87,7 @@ class ProbeBus:
             retries=0,
             reconnect_delay=0.1,
             reconnect_delay_max=5.0,
+            trace_packet=self._trace_packet,
         )
         # pymodbus logs every timeout at ERROR with a hex dump of recent frames; we raise
         # DeviceTimeout instead and let the daemon decide what is worth logging. Only when
@@ -104,18 +117,60 @@ class ProbeBus:
         Reads are idempotent, so a timeout (a reply lost or corrupted on the line) is retried;
         the whole call is bounded by about ``(retries + 1) * timeout_s``.
         """
-        for _ in range(self.retries):
+        for _ in range(0 if self.silent else self.retries):
             with contextlib.suppress(DeviceTimeout):
                 return await self._read_once(device_id, address, count)
         return await self._read_once(device_id, address, count)
 
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus' byte-stream hook: spot a complete reply with a bad CRC as it arrives."""
+        if sending:
+            self._rx.clear()
+            return data
+        self._rx += data
+        corrupt = self._corrupt
+        pending = self._expect and corrupt is not None and not corrupt.done()
+        if pending and rtu_reply_status(bytes(self._rx), self._expect) is False:
+            corrupt.set_result(None)  # type: ignore[union-attr]
+        return data
+
     async def _read_once(self, device_id: int, address: int, count: int) -> list[int]:
-        await self.open()
         try:
-            response = await asyncio.wait_for(
-                self._client.read_holding_registers(address, count=count, device_id=device_id),
-                self.timeout_s * 2,  # pymodbus waits timeout_s itself; this only guards a hang
+            response = await self._exchange(device_id, address, count)
+        except DeviceTimeout:
+            self.silent = True
+            raise
+        self.silent = False
+        return response
+
+    async def _exchange(self, device_id: int, address: int, count: int) -> list[int]:
+        await self.open()
+        loop = asyncio.get_running_loop()
+        self._corrupt = corrupt = loop.create_future()
+        self._expect = 5 + 2 * count
+        request = asyncio.ensure_future(
+            self._client.read_holding_registers(address, count=count, device_id=device_id)
+        )
+        try:
+            # pymodbus waits timeout_s itself; the outer bound only guards a hang.
+            done, _ = await asyncio.wait(
+                {request, corrupt}, timeout=self.timeout_s * 2, return_when=FIRST_COMPLETED
             )
+        finally:
+            self._expect = 0
+            self._corrupt = None
+        if request not in done:
+            request.cancel()
+            with contextlib.suppress(BaseException):
+                await request
+            self.timeouts += 1
+            if corrupt.done():
+                self.crc_errors += 1
+                raise DeviceTimeout(f"probe {device_id} @{address}: corrupted reply")
+            raise DeviceTimeout(f"probe {device_id} @{address}: no reply")
+        corrupt.cancel()
+        try:
+            response = request.result()
         except ConnectionException as exc:
             raise DeviceDisconnected(f"probe {device_id}: {exc}") from exc
         except (TimeoutError, ModbusException) as exc:
@@ -128,6 +183,25 @@ class ProbeBus:
         if len(registers) != count:
             raise DeviceError(f"probe {device_id}: {len(registers)} registers, wanted {count}")
         return registers
+
+
+def modbus_crc(data: bytes) -> int:
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def rtu_reply_status(buffer: bytes, expected: int) -> bool | None:
+    """True: a complete, CRC-valid reply (normal or exception) is in `buffer`; False: one is
+    complete but damaged; None: not complete yet."""
+    length = 5 if len(buffer) >= 2 and buffer[1] & 0x80 else expected
+    if len(buffer) < length:
+        return None
+    frame = buffer[:length]
+    return modbus_crc(frame[:-2]) == frame[-2] | (frame[-1] << 8)
 
 
 def _u32(words: list[int]) -> int:

@@ -5,7 +5,11 @@ outstanding request per bus. Each attempt uses a fresh ``seq`` so a late reply t
 attempt is recognised as stale and dropped instead of being taken for the current answer.
 
 Retries happen on timeouts and corrupted replies only. An ``ERR`` reply raises ``DeviceRefused``
-at once: the pump is alive and said no.
+at once: the pump is alive and said no. A corrupted reply fails its attempt at once rather than
+after the timeout (a line that does not parse while a request is pending can only be the reply,
+damaged), and once the line has gone silent (a request failed after all its retries) each request
+makes a single attempt until something answers again: retrying into a cut cable only multiplies
+the time a caller waits.
 
 DISPENSE is not idempotent: if the request arrived but its reply was lost, sending it again would
 transfer the volume twice. ``SerialPump.dispense`` therefore reads STATUS before sending and, after
@@ -83,6 +87,7 @@ class PumpBus:
         self._seq = 0
         self._pending: tuple[int, int, asyncio.Future[list[str]]] | None = None
         self._opened_once = False
+        self.silent = False  # the last request got no reply after all its attempts
 
     @property
     def is_open(self) -> bool:
@@ -131,7 +136,9 @@ class PumpBus:
             self._fail_pending(_NoReply(f"port failed: {exc}"))
             return
         self._rx += data
-        while (nl := self._rx.find(b"\n")) >= 0:
+        # A frame ends with \r\n; either byte alone also ends a line, so noise that hits one of
+        # them costs one frame, not the next reply as well.
+        while (nl := _line_end(self._rx)) >= 0:
             line = bytes(self._rx[:nl]).strip()
             del self._rx[: nl + 1]
             if line:
@@ -142,7 +149,7 @@ class PumpBus:
     def _on_line(self, line: bytes) -> None:
         parsed = parse_reply(line)
         if parsed is None:
-            if b"!" in line:
+            if self._pending is not None:
                 self.crc_errors += 1
                 self._fail_pending(_NoReply("corrupted reply"))
             return
@@ -166,7 +173,8 @@ class PumpBus:
         Holds the bus for at most ``(retries + 1) * timeout_s`` (plus the wait for the lock).
         """
         async with self.lock:
-            return await self._request_locked(address, command, *args, attempts=self.retries + 1)
+            attempts = 1 if self.silent else self.retries + 1
+            return await self._request_locked(address, command, *args, attempts=attempts)
 
     async def _request_locked(
         self, address: int, command: str, *args: object, attempts: int
@@ -175,9 +183,16 @@ class PumpBus:
         last: Exception | None = None
         for _ in range(attempts):
             try:
-                return await self._attempt(address, command, *args)
+                reply = await self._attempt(address, command, *args)
             except _NoReply as exc:
                 last = exc
+                continue
+            except DeviceRefused:
+                self.silent = False  # it answered
+                raise
+            self.silent = False
+            return reply
+        self.silent = True
         if isinstance(last, _PortError):
             raise DeviceDisconnected(f"pump {address} {command}: {last}") from last
         raise DeviceTimeout(f"pump {address} {command}: no valid reply ({last})") from last
@@ -248,6 +263,11 @@ def interpret_reply(address: int, command: str, fields: list[str]) -> list[str]:
     if fields[:1] == ["ERR"] and len(fields) >= 2:
         raise DeviceRefused(fields[1], " ".join(fields[2:]))
     raise DeviceError(f"pump {address} {command}: malformed reply {fields!r}")
+
+
+def _line_end(buffer: bytearray) -> int:
+    ends = [i for i in (buffer.find(b"\n"), buffer.find(b"\r")) if i >= 0]
+    return min(ends) if ends else -1
 
 
 class _PortError(_NoReply):

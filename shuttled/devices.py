@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.bioreactor_opcua import OpcUaBioreactor
-from drivers.interfaces import DeviceError
+from drivers.interfaces import DeviceError, DeviceRefused
 from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
 from drivers.pump_serial import PumpBus, SerialPump
 from shuttled.config import DaemonConfig
+from shuttled.control.pump_alarms import watchdog_ms
 
 log = structlog.get_logger("shuttled.devices")
 
@@ -55,6 +56,7 @@ class Devices:
     def __init__(self, config: DaemonConfig, transports: Transports | None = None) -> None:
         make = transports or Transports()
         timeout = config.device_timeout_s
+        self.control_period_s = config.control_period_s
         self.bioreactors: dict[tuple[str, str], OpcUaBioreactor] = {}
         nodes_by_controller: dict[tuple[str, str], dict[str, str]] = {}
         for unit in config.units:
@@ -97,6 +99,28 @@ class Devices:
                 await bus.open()
             except (DeviceError, OSError) as error:
                 log.warning("serial bus unavailable", port=bus.port, error=str(error))
+        await self.arm_pump_watchdogs()
+
+    async def arm_pump_watchdogs(self) -> None:
+        """Arm every pump's WDOG (SPEC §7) so that a pump stops by itself if the daemon dies.
+
+        The control loop re-arms a pump that was lost or power-cycled; one that does not answer
+        now is left to it.
+        """
+        ms = watchdog_ms(self.control_period_s)
+        silent: set[int] = set()  # a bus that timed out once is not asked again (start-up time)
+        for unit_id, unit in self.units.items():
+            for name, pump in unit.pumps.items():
+                if id(pump.bus) in silent:
+                    continue
+                try:
+                    await pump.set_watchdog(ms)
+                except DeviceError as error:
+                    if not isinstance(error, DeviceRefused):
+                        silent.add(id(pump.bus))
+                    log.warning(
+                        "pump watchdog not armed", unit=unit_id, pump=name, error=str(error)
+                    )
 
     async def close(self) -> None:
         for bioreactor in self.bioreactors.values():

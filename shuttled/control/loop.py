@@ -7,9 +7,11 @@ call of the growth estimator for every unit. `dt` is the process time since the 
 the injected clock, so a late tick is integrated as late rather than as on time.
 
 Device failures never escape the tick: they become NaN measurements, which the temperature
-kernel turns into heater-off and flags, and the flags into alarms. An over-temperature trip is an
-interlock (SPEC §4): it also holds a running run with a `temperature` reason, which keeps the
-heater off until an operator restarts it.
+kernel turns into heater-off and flags, and the flags into alarms. A device that does not answer
+is lost (SPEC §4, `device_loss`): an alarm while the loss is short, a hold beyond
+`device_loss_hold_s`; a lost pump stops by itself on its watchdog (`pump_alarms`). An
+over-temperature trip is an interlock (SPEC §4): it also holds a running run with a
+`temperature` reason, which keeps the heater off until an operator restarts it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ import numpy as np
 import structlog
 
 from drivers.bioreactor_opcua import BioreactorReading
-from drivers.interfaces import DeviceError, ProbeReading
+from drivers.interfaces import DeviceError, ProbeReading, PumpStatus
 from protocols.state_machine import RunState
 from shuttled.clock import Clock
 from shuttled.config import DaemonConfig
 from shuttled.control import growth_estimator as estimator
 from shuttled.control import safety
+from shuttled.control.device_loss import DeviceKey, DeviceWatch, poll_bus
+from shuttled.control.pump_alarms import (
+    PumpUnavailable,
+    mid_transfer,
+    settle_alarms,
+    watchdog_ms,
+)
 from shuttled.control.temperature import STATE_COLUMNS
 from shuttled.devices import Devices
 from shuttled.engine.actions import Action, Dispense, PumpView, StopPump, UnitSnapshot
@@ -45,6 +54,9 @@ TEMPERATURE_ALARMS = (
     (safety.FLAG_STALE, "TEMPERATURE_SENSOR_STALE", "temperature reading frozen: heater off"),
     (safety.FLAG_TRIPPED, "OVER_TEMPERATURE", "over-temperature trip: heater off"),
 )
+# Every pump, also idle ones, is asked for its STATUS this often: latched alarms are cleared
+# before a transfer needs the pump, and a pump that vanished is noticed while it is not needed.
+SURVEY_EVERY_TICKS = 12
 
 
 class UnitEstimate:
@@ -115,6 +127,9 @@ class ControlLoop:
         self.alarm_history: dict[str, list[str]] = {u: [] for u in self.unit_ids}
         self.last_readings: dict[str, BioreactorReading] = {}
         self.ticks = 0
+        self.watch = DeviceWatch(config.device_loss_hold_s)
+        self.pump_watchdog_ms = watchdog_ms(config.control_period_s)
+        self._pump_counters: dict[DeviceKey, float] = {}
         self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
 
@@ -132,55 +147,104 @@ class ControlLoop:
 
     # --- measurements -----
 
-    async def _read_bioreactors(self) -> dict[str, BioreactorReading]:
+    async def _read_bioreactors(self, now: float) -> dict[str, BioreactorReading]:
+        """One batched read per controller; its backoff keeps a lost one from costing time."""
         readings: dict[str, BioreactorReading] = {}
         for bioreactor in self.devices.bioreactors.values():
+            keys = [DeviceKey(unit, "bioreactor") for unit in bioreactor.unit_ids]
             try:
                 readings.update(await bioreactor.read_units())
-                for unit in bioreactor.unit_ids:
-                    self._clear_alarm(unit, "BIOREACTOR_LOST")
-            except DeviceError as error:
-                for unit in bioreactor.unit_ids:
-                    self._raise_alarm(unit, "BIOREACTOR_LOST", str(error))
+            except Exception as error:  # a driver bug must not stop the tick
+                if not isinstance(error, DeviceError):
+                    log.exception("bioreactor driver raised outside its contract")
+                for key in keys:
+                    self.watch.failed(key, now, str(error) or type(error).__name__)
+                continue
+            for key in keys:
+                self.watch.answered(key, now)
         return readings
 
-    async def _read_probes(self) -> dict[str, ProbeReading]:
-        by_bus: dict[int, list[str]] = {}
+    async def _read_probes(self, now: float) -> dict[str, ProbeReading]:
+        by_bus: dict[int, list[DeviceKey]] = {}
         for unit in self.unit_ids:
-            by_bus.setdefault(id(self.devices.units[unit].probe_bus), []).append(unit)
+            by_bus.setdefault(id(self.devices.units[unit].probe_bus), []).append(
+                DeviceKey(unit, "probe")
+            )
 
-        async def read_bus(units: list[str]) -> dict[str, ProbeReading]:
-            results = {}
-            for unit in units:
-                try:
-                    results[unit] = await self.devices.units[unit].probe.read()
-                    self._clear_alarm(unit, "PROBE_LOST")
-                except DeviceError as error:
-                    self._raise_alarm(unit, "PROBE_LOST", str(error))
-            return results
+        async def read(key: DeviceKey) -> ProbeReading:
+            return await self.devices.units[key.unit].probe.read()
 
         merged: dict[str, ProbeReading] = {}
-        for part in await asyncio.gather(*(read_bus(units) for units in by_bus.values())):
-            merged.update(part)
+        parts = await asyncio.gather(*(poll_bus(k, read, self.watch, now) for k in by_bus.values()))
+        for part in parts:
+            merged.update({key.unit: reading for key, reading in part.items()})
         return merged
 
-    async def _read_watched_pumps(self) -> dict[str, dict[str, PumpView]]:
-        views: dict[str, dict[str, PumpView]] = {u: {} for u in self.unit_ids}
+    async def _read_pumps(self, now: float) -> dict[str, dict[str, PumpView]]:
+        """STATUS of the pumps the engine waits on, of lost ones due a probe, of all on a survey
+        tick; one bus at a time per line, lines in parallel."""
+        survey = self.watch.tick % SURVEY_EVERY_TICKS == 1
+        by_bus: dict[int, list[DeviceKey]] = {}
         for unit in self.unit_ids:
-            for name in self._watched_pumps(self.runs[unit]):
-                pump = self.devices.units[unit].pumps.get(name)
-                if pump is None:
-                    continue
-                try:
-                    status = await pump.status()
-                except DeviceError as error:
-                    self._raise_alarm(unit, f"PUMP_{name.upper()}_LOST", str(error))
-                    continue
-                self._clear_alarm(unit, f"PUMP_{name.upper()}_LOST")
-                views[unit][name] = PumpView(
+            watched = self._watched_pumps(self.runs[unit])
+            for name, pump in self.devices.units[unit].pumps.items():
+                key = DeviceKey(unit, f"pump {name}")
+                if survey or name in watched or self.watch.is_lost(key):
+                    by_bus.setdefault(id(pump.bus), []).append(key)
+        parts = await asyncio.gather(
+            *(poll_bus(keys, self._pump_status, self.watch, now) for keys in by_bus.values())
+        )
+        views: dict[str, dict[str, PumpView]] = {u: {} for u in self.unit_ids}
+        for part in parts:
+            for key, status in part.items():
+                views[key.unit][key.device.removeprefix("pump ")] = PumpView(
                     status.state == "RUN", status.dispensed_ul, status.alarms
                 )
         return views
+
+    async def _pump_status(self, key: DeviceKey) -> PumpStatus:
+        """One pump's STATUS after the alarm policy (`pump_alarms`); re-arms its watchdog when
+        it may have forgotten it (back from a loss, or its counter restarted: a power cycle)."""
+        name = key.device.removeprefix("pump ")
+        pump = self.devices.units[key.unit].pumps[name]
+        status = await pump.status()
+        last = self._pump_counters.get(key)
+        if self.watch.is_lost(key) or (last is not None and status.dispensed_ul < last):
+            await pump.set_watchdog(self.pump_watchdog_ms)
+        alarm = f"PUMP_{name.upper()}_ALARM"
+        run = self.runs[key.unit]
+        try:
+            check = await settle_alarms(
+                pump, status, mid=mid_transfer(run, name), wdog_ms=self.pump_watchdog_ms
+            )
+        except PumpUnavailable as unavailable:
+            self._raise_alarm(key.unit, alarm, str(unavailable))
+            if name in self._watched_pumps(run):
+                raise  # the run needs it: counts as lost, and holds the run if it lasts
+            return status  # an idle pump with an open cover does not hold the run
+        if check.cleared:
+            self._raise_alarm(key.unit, alarm, ",".join(sorted(check.cleared)))
+            self._clear_alarm(key.unit, alarm)
+        elif check.status.alarms:
+            self._raise_alarm(key.unit, alarm, ",".join(sorted(check.status.alarms)))
+        self._pump_counters[key] = check.status.dispensed_ul
+        return check.status
+
+    def _device_losses(self, now: float) -> None:
+        """Loss alarms follow the watch; a loss beyond `device_loss_hold_s` holds the run."""
+        for unit in self.unit_ids:
+            keys = [DeviceKey(unit, "bioreactor"), DeviceKey(unit, "probe")]
+            keys += [DeviceKey(unit, f"pump {name}") for name in self.devices.units[unit].pumps]
+            for key in keys:
+                loss = self.watch.lost.get(key)
+                if loss is None:
+                    self._clear_alarm(unit, key.alarm)
+                else:
+                    self._raise_alarm(unit, key.alarm, loss.error)
+        for key, lost_for in self.watch.overdue(now):
+            self.runs[key.unit].action_failed(
+                now, f"device lost: {key.device} on {key.unit} for {lost_for:.0f} s"
+            )
 
     @staticmethod
     def _watched_pumps(run: UnitRun) -> set[str]:
@@ -203,9 +267,11 @@ class ControlLoop:
         if not dt > 0.0:  # first tick (NaN) or a clock that did not move
             dt = self.config.control_period_s
         self._last_tick_at = now
-        readings = await self._read_bioreactors()
-        probes = await self._read_probes()
-        pumps = await self._read_watched_pumps()
+        self.watch.begin_tick()
+        readings = await self._read_bioreactors(now)
+        probes = await self._read_probes(now)
+        pumps = await self._read_pumps(now)
+        self._device_losses(now)
         self.last_readings = readings
         self._load_measurements(readings, probes)
         safety.temperature_tick(
@@ -292,11 +358,14 @@ class ControlLoop:
 
     async def _write_heaters(self) -> None:
         for bioreactor in self.devices.bioreactors.values():
+            if any(self.watch.is_lost(DeviceKey(u, "bioreactor")) for u in bioreactor.unit_ids):
+                continue  # already alarmed by the read; the controller's own failsafe applies
             outputs = {u: float(self.heater[self.index[u]]) for u in bioreactor.unit_ids}
             try:
                 accepted = await bioreactor.write_heaters(outputs)
-            except DeviceError:
-                continue  # already alarmed by the read; the controller's own failsafe applies
+            except Exception as error:  # a driver bug must not stop the tick
+                log.warning("heater write failed", endpoint=bioreactor.endpoint, error=str(error))
+                continue  # the next read finds out whether the controller is lost
             for unit, ok in accepted.items():
                 if not ok:
                     self._raise_alarm(unit, "HEATER_WRITE_REFUSED", "controller refused output")
@@ -327,6 +396,7 @@ class ControlLoop:
                 await pump.dispense(action.volume_ul, self._bounded_rate(unit, action))
             elif isinstance(action, StopPump):
                 await pump.stop()
+            self._clear_alarm(unit, f"PUMP_{action.pump.upper()}_COMMAND")
         except DeviceError as error:
             self._raise_alarm(unit, f"PUMP_{action.pump.upper()}_COMMAND", str(error))
             run.action_failed(now, f"pump {action.pump}: {error}")
