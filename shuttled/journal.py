@@ -49,6 +49,30 @@ CREATE TABLE IF NOT EXISTS events (
     user TEXT NOT NULL
 );
 """
+# Downsampled process values for run reports (shuttled/report_history.py decides what is kept):
+# one row per unit every few minutes of process time and at every state, phase or alarm change.
+TELEMETRY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS telemetry (
+    run_id TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    at REAL NOT NULL,
+    state TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    temperature REAL,
+    target REAL,
+    heater REAL,
+    density REAL,
+    growth_rate REAL,
+    volume_ml REAL,
+    alarms TEXT NOT NULL,
+    pumps TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_run ON telemetry (run_id, at);
+"""
+TELEMETRY_COLUMNS = (
+    "run_id", "unit", "at", "state", "phase", "temperature", "target", "heater", "density",
+    "growth_rate", "volume_ml", "alarms", "pumps",
+)
 
 
 class Journal:
@@ -59,6 +83,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed transition survives power loss
         self._db.executescript(SCHEMA)
+        self._db.executescript(TELEMETRY_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -150,4 +175,24 @@ class Journal:
             "SELECT r.run_id, r.unit, r.protocol_identity, r.parameters, COALESCE(r.final_state,"
             " (SELECT e.state FROM events e WHERE e.run_id = r.run_id ORDER BY e.id DESC LIMIT 1),"
             " '') FROM runs r ORDER BY r.started_at, r.rowid"
+        ).fetchall()
+
+    def append_telemetry(self, rows: list[tuple]) -> None:
+        """Rows in TELEMETRY_COLUMNS order, every unit of a tick in one transaction (one fsync),
+        so a 16-unit instrument pays one commit per sampling interval, not one per unit."""
+        if not rows:
+            return
+        with self._db:
+            self._db.executemany(
+                f"INSERT INTO telemetry ({', '.join(TELEMETRY_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(TELEMETRY_COLUMNS))})",
+                rows,
+            )
+
+    def telemetry_of(self, run_id: str) -> list[tuple]:
+        """A run's history rows in TELEMETRY_COLUMNS order, oldest first."""
+        return self._db.execute(
+            f"SELECT {', '.join(TELEMETRY_COLUMNS)} FROM telemetry WHERE run_id = ?"
+            " ORDER BY at, rowid",
+            (run_id,),
         ).fetchall()

@@ -26,6 +26,7 @@ from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
 from shuttled.operations import Operations
 from shuttled.operator_server import OperatorServer
+from shuttled.report_history import TelemetryRecorder
 from shuttled.sd_notify import notify
 from shuttled.watchdog import ServiceHealth
 
@@ -111,7 +112,10 @@ async def serve(config: DaemonConfig) -> None:
         log.info("ready", instrument=config.instrument_id, units=len(runs))
         watchdog = asyncio.create_task(health.run(lambda: _status(runs, telemetry, health)))
 
+        history = TelemetryRecorder(journal)  # what `shuttlectl report` plots
+
         def after_tick() -> None:
+            history.on_tick(control)
             health.on_tick(control)
             operator.request_refresh()
             if telemetry is not None:
