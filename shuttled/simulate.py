@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from protocols.loader import load_protocol_file
 from protocols.model import Protocol
 from protocols.state_machine import RunState
+from shuttled.audit import AuditTrail
 from shuttled.clock import Clock, make_clock
 from shuttled.config import MqttConfig
 from shuttled.control.loop import ControlLoop
@@ -32,6 +33,7 @@ from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
 from shuttled.operations import OperationRefused, Operations
 from shuttled.operator_server import OperatorServer, OperatorServerError
+from shuttled.report_history import TelemetryRecorder
 from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
 from shuttled.users import create_simulation_account
@@ -63,6 +65,7 @@ class SimulateOptions:
     opcua_port: int | None = None  # the operator server's; None: 4840 when serving, else any free
     users_file: Path | None = None  # None: a `sim` supervisor with a random password (SPEC §1)
     mqtt: MqttConfig | None = None  # --mqtt HOST[:PORT]: telemetry as the service sends it
+    report_dir: Path | None = None  # --report DIR: one HTML report per run (shuttled/report.py)
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -94,20 +97,40 @@ def _run_has_ended(run: UnitRun) -> bool:
 
 
 def _start_protocol(
-    operations: Operations, unit: str, protocol: Protocol, parameters: dict[str, float]
+    operations: Operations,
+    unit: str,
+    protocol: Protocol,
+    parameters: dict[str, float],
+    audit: AuditTrail | None = None,
 ) -> None:
-    """Load and start as an operator would, through the same checks as over OPC UA."""
+    """Load and start as an operator would, through the same checks as over OPC UA, and audit
+    both as the method calls they stand for, so a simulated run's report shows who started it."""
+    reason = "started by shuttled simulate"
     loaded = operations.load_protocol(unit, protocol.text, user="sim")
+    if audit is not None:
+        audit.append(user="sim", role="supervisor", unit=unit, method="LoadProtocol",
+                     arguments={"protocol": loaded.template_id}, reason="",
+                     result="Good" if loaded.template_id else "BadInvalidArgument",
+                     detail=loaded.template_id or "; ".join(loaded.errors))
     if not loaded.template_id:
         raise SimulationRefused(
             f"{protocol.identity} cannot run on {unit}: " + "; ".join(loaded.errors)
         )
     try:
-        operations.start(
-            unit, loaded.template_id, parameters, reason="started by shuttled simulate", user="sim"
-        )
+        run_id = operations.start(unit, loaded.template_id, parameters, reason=reason, user="sim")
     except OperationRefused as refused:
+        if audit is not None:
+            audit.append(user="sim", role="supervisor", unit=unit, method="Start",
+                         arguments={"template_id": loaded.template_id, "parameters": parameters},
+                         reason=reason, detail=refused.message,
+                         result="BadInvalidState" if refused.kind == refused.STATE
+                         else "BadInvalidArgument")
         raise SimulationRefused(f"{unit}: {refused.message}") from None
+    if audit is not None:
+        audit.append(user="sim", role="supervisor", unit=unit, method="Start",
+                     arguments={"template_id": loaded.template_id, "parameters": parameters,
+                                "protocol": protocol.identity},
+                     reason=reason, result="Good", detail=run_id)
 
 
 async def simulate(options: SimulateOptions, console: Console) -> list[RunSummary]:
@@ -147,7 +170,7 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                 raise SimulationRefused(str(error)) from None
             operator.attach_loop(loop)
             for unit, protocol in assignments.items():
-                _start_protocol(operations, unit, protocol, options.parameters)
+                _start_protocol(operations, unit, protocol, options.parameters, operator.audit)
             active = [runs[u] for u in assignments]
             deadline = clock.now() + options.max_hours * 3600.0
 
@@ -164,9 +187,11 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             if not active:
                 _print_serving(console, len(runs), data_dir, operator.endpoint, credentials)
 
+            history = TelemetryRecorder(journal)
             with _progress(console, active) as update:
 
                 def after_tick() -> None:
+                    history.on_tick(loop)
                     update(clock.now())
                     operator.request_refresh()
                     if telemetry is not None:
@@ -176,6 +201,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             for run in active:
                 if run.run_id is not None:
                     journal.record_final_state(run.run_id, run.state.value)
+            if options.report_dir is not None:
+                _write_reports(options.report_dir, journal.path, active, console)
             wall = time.monotonic() - wall_start
             return [summarise(run, loop, clock.now(), wall) for run in active]
         finally:

@@ -72,11 +72,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action.add_argument("--journal", type=Path, metavar="FILE",
                             help="read this journal file offline instead of asking the daemon")
         _json(action)
-    report = sub.add_parser("report", help="write a run's report as one HTML file")
-    report.add_argument("run_id", metavar="RUN_ID")
-    report.add_argument("-o", "--output", type=Path, metavar="FILE.html")
-    report.add_argument("--journal", type=Path, metavar="FILE",
-                        help="read this journal file offline instead of asking the daemon")
+    from shuttled.cli import ctl_report
+
+    ctl_report.add_parser(sub)
 
 
 def _offline_audit(args: argparse.Namespace) -> int:
@@ -111,11 +109,7 @@ async def _online(args: argparse.Namespace) -> int:
         if args.command == "audit" and args.audit_command == "verify":
             result = await commands.verify_online(session)
             return commands.print_verification(result, args.json, args.endpoint)
-        if args.command == "audit":
-            return commands.print_audit_log(await commands.read_audit(session), args.json)
-        from shuttled.cli.ctl_report import report_online
-
-        return await report_online(session, args)
+        return commands.print_audit_log(await commands.read_audit(session), args.json)
     finally:
         with contextlib.suppress(Exception):  # the answer is already printed
             await asyncio.wait_for(session.client.disconnect(), 5)
@@ -128,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "audit" and args.journal is not None:
             return _offline_audit(args)
-        if args.command == "report" and args.journal is not None:
+        if args.command == "report":  # from the journal, see ctl_report.py
             from shuttled.cli.ctl_report import report_offline
 
             return report_offline(args)

@@ -1,16 +1,73 @@
-"""`shuttlectl report`: placeholder until the run report lands (issue 7 point 4)."""
+"""`shuttlectl report RUN_ID [-o FILE.html]`: a run's self-contained HTML report.
+
+The report is made from the journal file (SPEC §10), read-only: `--journal FILE`, or the journal
+in the data directory of the daemon's configuration (`--config FILE`, else `$SHUTTLED_CONFIG`,
+else /etc/shuttled/shuttled.toml), so it works on the instrument's PC while the daemon runs and
+on a QA reviewer's PC with a copy of the journal. It does not go over OPC UA in this version:
+SPEC §5 publishes no history to fetch a report from, and a report must show exactly what the
+journal holds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-from shuttled.cli.common import fail
-from shuttled.cli.ctl_client import Session
+from shuttled.cli.common import EXIT_OK, fail
+
+JOURNAL_NAME = "journal.sqlite3"
 
 
-async def report_online(session: Session, args: argparse.Namespace) -> int:
-    return fail("report is not available in this version")
+class ConfigUnavailable(Exception):
+    """The daemon's configuration cannot be read (the message says why)."""
+
+
+def daemon_config(config: Path | None):  # -> DaemonConfig, imported late (numba)
+    """The daemon's configuration: `--config`, else $SHUTTLED_CONFIG, else the default path."""
+    from shuttled.config_file import DEFAULT_CONFIG_PATH, ConfigError, load_config
+
+    path = config or Path(os.environ.get("SHUTTLED_CONFIG", DEFAULT_CONFIG_PATH))
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise ConfigUnavailable(str(error)) from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser(
+        "report",
+        help="write a run's report as one self-contained HTML file",
+        description="Write a run's report (plots, protocol and parameters, state timeline with "
+        "users and reasons, alarms, audit records) from the journal, read-only.",
+    )
+    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE.html",
+                        help="where to write it (default RUN_ID.html here)")
+    where = report.add_mutually_exclusive_group()
+    where.add_argument("--journal", type=Path, metavar="FILE",
+                       help="the journal file to read (e.g. a copy for QA)")
+    where.add_argument("--config", type=Path, metavar="FILE",
+                       help="the daemon's configuration; its data directory holds the journal "
+                       "(default $SHUTTLED_CONFIG or /etc/shuttled/shuttled.toml)")
 
 
 def report_offline(args: argparse.Namespace) -> int:
-    return fail("report is not available in this version")
+    from shuttled.report import write_report
+    from shuttled.report_data import ReportUnavailable
+
+    journal: Path | None = args.journal
+    if journal is None:
+        try:
+            journal = daemon_config(args.config).data_dir / JOURNAL_NAME
+        except ConfigUnavailable as error:
+            return fail(f"{error} (give --journal FILE or --config FILE)")
+    output: Path = args.output or Path(f"{args.run_id}.html")
+    try:
+        write_report(journal, args.run_id, output)
+    except ReportUnavailable as error:
+        return fail(str(error))
+    except OSError as error:
+        return fail(f"cannot write {output}: {error}")
+    print(output)
+    return EXIT_OK

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="publish telemetry to this MQTT broker (SPEC §6; default port 1883)",
     )
+    sim.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write one self-contained HTML report per run into DIR (RUN_ID.html)",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object per run")
     sim.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
     return parser
@@ -149,6 +155,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         faults=args.faults,
         opcua_port=args.opcua_port,
         users_file=args.users,
+        report_dir=args.report,
         mqtt=args.mqtt,
     )
     # Wide enough for the summary table when the output goes to a file or a pipe.
