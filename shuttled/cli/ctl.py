@@ -1,7 +1,7 @@
 """`shuttlectl`: the operator's command line.
 
-Offline commands (validate, analyze, `audit --journal`) work on files; the others talk to a
-running daemon over its OPC UA operator interface (SPEC §5), see ctl_online.py.
+Offline commands (validate, analyze, `audit --journal`, report, user) work on files; the others
+talk to a running daemon over its OPC UA operator interface (SPEC §5), see ctl_online.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from protocols import validate_files
-from shuttled.cli import ctl_analyze, ctl_online
+from shuttled.cli import ctl_analyze, ctl_online, ctl_users
 from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, add_version
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the errors as JSON")
     ctl_analyze.add_parser(commands)
     ctl_online.add_parsers(commands)
+    ctl_users.add_parser(commands)
     return parser
 
 
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_validate(args)
     if args.command == "analyze":
         return ctl_analyze.run(args)
+    if args.command == "user":
+        return ctl_users.run(args)
     if args.command in ctl_online.ONLINE:
         return ctl_online.run(args)
     return EXIT_REFUSED  # pragma: no cover - argparse requires a known command
