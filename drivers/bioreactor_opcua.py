@@ -8,9 +8,19 @@ Node ids are resolved once per session from browse paths below each unit's node,
 configuration names vessels the way an engineer sees them in a browser, and a controller that
 renumbers its nodes after a firmware update still works.
 
-Health is reported, never hidden: a failed call marks the driver LOST and raises `DeviceError`;
-the next call opens a new session (asyncua's own reconnect does not recover every lost
-connection, a new client does).
+Health is reported, never hidden: CONNECTED, DEGRADED (connected, but some unit's values came
+back Bad or NaN) or LOST, each change timestamped and kept in `health_changes`. A failed call
+marks the driver LOST and raises `DeviceError`; a later call opens a new session with a new client
+(asyncua's own reconnect does not recover every lost connection, a new client does). Reconnects
+back off exponentially (`backoff_initial_s` doubling up to `backoff_max_s`) on the time source
+`now` — the daemon passes its injected clock, so a loss costs the same process time at
+`--speed max` as on an instrument — and a call made while backing off fails at once rather than
+waiting on a dead endpoint. Every call, the whole connect sequence included, is bounded by
+`timeout_s` of real time.
+
+Security comes from the configuration: a policy (``Basic256Sha256``, ``Aes256Sha256RsaPss``...)
+with a mode, the client certificate and key, optionally the server certificate (otherwise taken
+from the endpoint list), and a username with its password.
 """
 
 from __future__ import annotations
@@ -18,13 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 from asyncua import Client, ua
 
-from drivers.interfaces import DeviceError, DeviceTimeout
+from drivers.interfaces import DeviceDisconnected, DeviceError, DeviceTimeout
 
 TEMPERATURE = ("FunctionSet", "Temperature", "SensorValue")
 HEATER = ("FunctionSet", "Heater", "Output")
@@ -50,6 +62,33 @@ class Health:
     LOST = "LOST"
 
 
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    at: float  # on the driver's time source (`now`)
+    health: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaSecurity:
+    """How to secure the session; policy "None" means no security (loopback simulators)."""
+
+    policy: str = "None"
+    mode: str = "SignAndEncrypt"
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+
+    def as_string(self) -> str | None:
+        """asyncua's ``Policy,Mode,certificate,private_key[,server_certificate]``."""
+        if self.policy == "None":
+            return None
+        if not (self.certificate and self.private_key):
+            raise ValueError(f"security policy {self.policy} needs a certificate and private key")
+        parts = [self.policy, self.mode, self.certificate, self.private_key]
+        return ",".join(parts + ([self.server_certificate] if self.server_certificate else []))
+
+
 class OpcUaBioreactor:
     """All vessels of one bioreactor controller behind one OPC UA session."""
 
@@ -62,54 +101,104 @@ class OpcUaBioreactor:
         timeout_s: float = 2.0,
         username: str | None = None,
         password: str | None = None,
+        security: OpcUaSecurity | None = None,
+        now: Callable[[], float] = time.monotonic,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 8.0,
     ) -> None:
         self.endpoint = endpoint
         self.namespace_uri = namespace_uri
         self.unit_nodes = dict(unit_nodes)
         self.timeout_s = timeout_s
+        self.security = security or OpcUaSecurity()
+        self.now = now
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
         self._username = username
         self._password = password
         self._client: Client | None = None
         self._read_ids: list[ua.NodeId] = []
         self._heater_ids: dict[str, ua.NodeId] = {}
+        self._backoff_s = 0.0
+        self._next_attempt = -math.inf
+        self.connects = 0  # sessions opened, for tests and diagnostics
         self.health = Health.LOST
+        self.health_since = now()
+        self.health_changes: deque[HealthChange] = deque(maxlen=256)
+        self.on_health: Callable[[HealthChange], None] | None = None
+
+    def use_clock(self, now: Callable[[], float]) -> None:
+        """Switch the time source (the daemon's injected clock); a pending backoff, measured on
+        the old one, ends so the next call tries at once."""
+        self.now = now
+        self._next_attempt = -math.inf
+        self.health_since = now()
+
+    def _set_health(self, health: str, reason: str = "") -> None:
+        if health == self.health:
+            return
+        change = HealthChange(self.now(), health, reason)
+        self.health, self.health_since = health, change.at
+        self.health_changes.append(change)
+        if self.on_health is not None:
+            self.on_health(change)
 
     @property
     def unit_ids(self) -> Sequence[str]:
         return list(self.unit_nodes)
 
     async def connect(self) -> None:
-        """Open a session and resolve every unit's nodes; raises DeviceError if unreachable."""
+        """Open a session with a new client and resolve every unit's nodes, within `timeout_s`;
+        raises DeviceError if unreachable (and backs off before the next automatic attempt)."""
         client = Client(self.endpoint, timeout=self.timeout_s)
         if self._username is not None:
             client.set_user(self._username)
             client.set_password(self._password or "")
         try:
-            await asyncio.wait_for(client.connect(), self.timeout_s)
-            ns = await client.get_namespace_index(self.namespace_uri)
-            read_ids: list[ua.NodeId] = []
-            heater_ids: dict[str, ua.NodeId] = {}
-            for unit_id, node_name in self.unit_nodes.items():
-                unit = client.get_node(ua.NodeId(node_name, ns))
-                for path in (TEMPERATURE, VOLUME, HEATER):
-                    child = await unit.get_child([f"{ns}:{name}" for name in path])
-                    read_ids.append(child.nodeid)
-                    if path is HEATER:
-                        heater_ids[unit_id] = child.nodeid
-        except (OSError, TimeoutError, ua.UaError) as error:
+            read_ids, heater_ids = await asyncio.wait_for(self._open(client), self.timeout_s)
+        except Exception as error:  # asyncua raises more than UaError; none may escape raw
             await _quietly_disconnect(client)
-            self.health = Health.LOST
+            self._back_off()
+            self._set_health(Health.LOST, f"connect failed: {error!r}")
+            if isinstance(error, TimeoutError):
+                raise DeviceTimeout(f"bioreactor controller {self.endpoint}: no answer") from error
             raise DeviceError(f"bioreactor controller {self.endpoint}: {error!r}") from error
         self._client = client
         self._read_ids = read_ids
         self._heater_ids = heater_ids
-        self.health = Health.CONNECTED
+        self._backoff_s = 0.0
+        self._next_attempt = -math.inf
+        self.connects += 1
+        self._set_health(Health.CONNECTED, "session opened")
+
+    async def _open(self, client: Client) -> tuple[list[ua.NodeId], dict[str, ua.NodeId]]:
+        security = self.security.as_string()
+        if security is not None:
+            await client.set_security_string(security)
+        await client.connect()
+        ns = await client.get_namespace_index(self.namespace_uri)
+        read_ids: list[ua.NodeId] = []
+        heater_ids: dict[str, ua.NodeId] = {}
+        for unit_id, node_name in self.unit_nodes.items():
+            unit = client.get_node(ua.NodeId(node_name, ns))
+            for path in (TEMPERATURE, VOLUME, HEATER):
+                child = await unit.get_child([f"{ns}:{name}" for name in path])
+                read_ids.append(child.nodeid)
+                if path is HEATER:
+                    heater_ids[unit_id] = child.nodeid
+        return read_ids, heater_ids
+
+    def _back_off(self) -> None:
+        self._backoff_s = min(
+            self.backoff_max_s, max(self.backoff_initial_s, 2.0 * self._backoff_s)
+        )
+        self._next_attempt = self.now() + self._backoff_s
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await _quietly_disconnect(client)
-        self.health = Health.LOST
+            await _quietly_disconnect(client, self.timeout_s)
+        self._set_health(Health.LOST, "closed")
 
     async def read_units(self) -> dict[str, BioreactorReading]:
         """Every unit's reading in one Read request."""
@@ -122,12 +211,16 @@ class OpcUaBioreactor:
         except Exception as error:
             await self._lose(error)
         readings: dict[str, BioreactorReading] = {}
-        bad = 0
+        bad = []
         for index, unit_id in enumerate(self.unit_nodes):
             temperature, volume, heater = (_as_float(v) for v in values[3 * index : 3 * index + 3])
             readings[unit_id] = BioreactorReading(temperature, volume, heater)
-            bad += not readings[unit_id].good
-        self.health = Health.DEGRADED if bad else Health.CONNECTED
+            if not readings[unit_id].good:
+                bad.append(unit_id)
+        if bad:
+            self._set_health(Health.DEGRADED, "no good values for " + ", ".join(bad))
+        else:
+            self._set_health(Health.CONNECTED, "every unit reads good")
         return readings
 
     async def write_heaters(self, outputs_pct: Mapping[str, float]) -> dict[str, bool]:
@@ -149,12 +242,21 @@ class OpcUaBioreactor:
 
     async def _session(self) -> Client:
         if self._client is None:
+            wait = self._next_attempt - self.now()
+            if wait > 0:
+                raise DeviceDisconnected(
+                    f"bioreactor controller {self.endpoint}: reconnecting in {wait:.1f} s"
+                )
             await self.connect()
         assert self._client is not None
         return self._client
 
     async def _lose(self, error: BaseException) -> NoReturn:
-        await self.close()
+        client, self._client = self._client, None
+        self._back_off()
+        self._set_health(Health.LOST, f"call failed: {error!r}")
+        if client is not None:
+            await _quietly_disconnect(client, self.timeout_s)
         if isinstance(error, asyncio.TimeoutError | TimeoutError):
             raise DeviceTimeout(f"bioreactor controller {self.endpoint}: no answer") from error
         raise DeviceError(f"bioreactor controller {self.endpoint}: {error!r}") from error
@@ -168,6 +270,7 @@ def _as_float(value: ua.DataValue) -> float:
     return float(value.Value.Value)
 
 
-async def _quietly_disconnect(client: Client) -> None:
+async def _quietly_disconnect(client: Client, timeout_s: float = 1.0) -> None:
+    """Close what is left of a session; a dead peer must not make this wait longer than a call."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.disconnect(), 1.0)
+        await asyncio.wait_for(client.disconnect(), min(timeout_s, 1.0))

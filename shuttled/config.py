@@ -18,6 +18,14 @@ class BioreactorConfig:
     endpoint: str
     namespace_uri: str
     node: str  # the unit's (vessel's) node below which the function set lives
+    # Session security towards the controller; "None" only for loopback simulators.
+    security_policy: str = "None"  # or Basic256Sha256, Aes256Sha256RsaPss, ...
+    security_mode: str = "SignAndEncrypt"  # or Sign
+    certificate: Path | None = None  # our client certificate and key
+    private_key: Path | None = None
+    server_certificate: Path | None = None  # None: taken from the endpoint list
+    username: str | None = None
+    password_file: Path | None = None  # first line is the password; kept out of the TOML file
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,25 @@ class MqttSection(_Strict):
 class BioreactorSection(_Strict):
     endpoint: str = Field(pattern=r"^opc\.tcp://")
     namespace_uri: str
+    security_policy: Literal[
+        "None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"
+    ] = "None"
+    security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secure_needs_keys(self) -> BioreactorSection:
+        if self.security_policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError(
+                f"security_policy {self.security_policy} needs certificate and private_key"
+            )
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        return self
 
 
 class BusSection(_Strict):
@@ -200,7 +219,10 @@ class ConfigFile(_Strict):
                 UnitConfig(
                     unit_id=unit.id,
                     bioreactor=BioreactorConfig(
-                        controller.endpoint, controller.namespace_uri, unit.node
+                        controller.endpoint,
+                        controller.namespace_uri,
+                        unit.node,
+                        **controller.model_dump(exclude={"endpoint", "namespace_uri"}),
                     ),
                     pumps={
                         name: PumpConfig(

@@ -12,18 +12,41 @@ from dataclasses import dataclass
 
 import structlog
 
-from drivers.bioreactor_opcua import OpcUaBioreactor
+from drivers.bioreactor_opcua import OpcUaBioreactor, OpcUaSecurity
 from drivers.interfaces import DeviceError, DeviceRefused
 from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
 from drivers.pump_serial import PumpBus, SerialPump
-from shuttled.config import DaemonConfig
+from shuttled.config import BioreactorConfig, DaemonConfig
 from shuttled.control.pump_alarms import watchdog_ms
 
 log = structlog.get_logger("shuttled.devices")
 
 
-def _opcua_bioreactor(endpoint: str, namespace: str, nodes: dict[str, str], timeout: float):
-    return OpcUaBioreactor(endpoint, namespace, nodes, timeout_s=timeout)
+def opcua_bioreactor(
+    config: BioreactorConfig, nodes: dict[str, str], timeout: float
+) -> OpcUaBioreactor:
+    """The real driver, with the session security and credentials the configuration names."""
+    password = None
+    if config.password_file is not None:
+        lines = config.password_file.read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    security = OpcUaSecurity(
+        config.security_policy,
+        config.security_mode,
+        *(
+            str(path) if path is not None else None
+            for path in (config.certificate, config.private_key, config.server_certificate)
+        ),
+    )
+    return OpcUaBioreactor(
+        config.endpoint,
+        config.namespace_uri,
+        nodes,
+        timeout_s=timeout,
+        username=config.username,
+        password=password,
+        security=security,
+    )
 
 
 @dataclass(frozen=True)
@@ -35,7 +58,8 @@ class Transports:
     sockets or pseudo-terminals.
     """
 
-    bioreactor: Callable[[str, str, dict[str, str], float], OpcUaBioreactor] = _opcua_bioreactor
+    # None: the OPC UA driver built from the unit's BioreactorConfig (`opcua_bioreactor`).
+    bioreactor: Callable[[str, str, dict[str, str], float], OpcUaBioreactor] | None = None
     pump_bus: Callable[[str, float], PumpBus] = lambda port, timeout: PumpBus(
         port, timeout_s=timeout
     )
@@ -59,11 +83,16 @@ class Devices:
         self.control_period_s = config.control_period_s
         self.bioreactors: dict[tuple[str, str], OpcUaBioreactor] = {}
         nodes_by_controller: dict[tuple[str, str], dict[str, str]] = {}
+        controllers: dict[tuple[str, str], BioreactorConfig] = {}
         for unit in config.units:
             key = (unit.bioreactor.endpoint, unit.bioreactor.namespace_uri)
             nodes_by_controller.setdefault(key, {})[unit.unit_id] = unit.bioreactor.node
+            controllers.setdefault(key, unit.bioreactor)
         for key, nodes in nodes_by_controller.items():
-            self.bioreactors[key] = make.bioreactor(key[0], key[1], nodes, timeout)
+            if make.bioreactor is None:
+                self.bioreactors[key] = opcua_bioreactor(controllers[key], nodes, timeout)
+            else:
+                self.bioreactors[key] = make.bioreactor(key[0], key[1], nodes, timeout)
 
         self.pump_buses: dict[str, PumpBus] = {}
         self.probe_buses: dict[str, ProbeBus] = {}
@@ -82,6 +111,13 @@ class Devices:
             self.units[unit.unit_id] = UnitDevices(
                 bioreactor, pumps, ModbusDensityProbe(probe_bus, unit.probe.device_id), probe_bus
             )
+
+    def use_clock(self, now: Callable[[], float]) -> None:
+        """Reconnect backoff in process time, so a loss costs the same process time whatever
+        the clock's speed (real time would let `--speed max` race past device_loss_hold_s)."""
+        for bioreactor in self.bioreactors.values():
+            if isinstance(bioreactor, OpcUaBioreactor):
+                bioreactor.use_clock(now)
 
     async def open(self) -> None:
         """Contact every device once; one that does not answer is logged, not fatal."""

@@ -92,6 +92,7 @@ class ControlLoop:
         self.config = config
         self.persistence = persistence or RunPersistence(journal)
         self.devices = devices
+        devices.use_clock(clock.now)
         self.runs = runs
         self.clock = clock
         self.journal = journal

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 
 import numpy as np
 import pytest
 
-from drivers.bioreactor_opcua import Health, OpcUaBioreactor
-from drivers.interfaces import DeviceError
+from drivers.bioreactor_opcua import Health, OpcUaBioreactor, OpcUaSecurity
+from drivers.interfaces import DeviceDisconnected, DeviceError, DeviceTimeout
 from simulators.opcua_bioreactor import (
     NAMESPACE_URI,
     ControllerArrays,
     SimulatedBioreactorServer,
+    free_loopback_port,
 )
 
 UNITS = [f"U{i:02d}" for i in range(1, 17)]
@@ -69,19 +72,100 @@ async def test_a_unit_the_controller_cannot_measure_reads_as_nan_and_degrades_he
     await driver.close()
 
 
-async def test_a_lost_controller_raises_and_a_returning_one_is_reconnected(
+class HandClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_a_lost_controller_raises_and_a_returning_one_is_reconnected_after_backoff(
     controller: SimulatedBioreactorServer,
 ) -> None:
-    driver = _driver(controller)
+    clock = HandClock()
+    driver = OpcUaBioreactor(
+        controller.endpoint, NAMESPACE_URI, {u: u for u in UNITS}, timeout_s=2.0, now=clock
+    )
     await driver.read_units()
     await controller.stop()
     with pytest.raises(DeviceError):
         await driver.read_units()
     assert driver.health == Health.LOST
     await controller.start()
+    # Within the backoff a call fails at once, without touching the network.
+    with pytest.raises(DeviceDisconnected, match=r"reconnecting in 1\.0 s"):
+        await driver.read_units()
+    assert driver.connects == 1
+    clock.t += 1.0
     readings = await driver.read_units()
     assert readings["U01"].good and driver.health == Health.CONNECTED
+    assert driver.connects == 2  # a new client and session, not asyncua's own reconnect
+    assert [(c.at, c.health) for c in driver.health_changes] == [
+        (100.0, Health.CONNECTED),
+        (100.0, Health.LOST),
+        (101.0, Health.CONNECTED),
+    ]
     await driver.close()
+
+
+async def test_backoff_doubles_up_to_its_maximum_while_the_endpoint_stays_away() -> None:
+    clock = HandClock()
+    driver = OpcUaBioreactor(
+        f"opc.tcp://127.0.0.1:{free_loopback_port()}/none", NAMESPACE_URI, {"U01": "U01"},
+        timeout_s=0.5, now=clock, backoff_initial_s=1.0, backoff_max_s=4.0,
+    )  # fmt: skip
+    waits = []
+    for _ in range(5):
+        with pytest.raises(DeviceError):
+            await driver.read_units()
+        waits.append(driver._next_attempt - clock.t)
+        clock.t = driver._next_attempt
+    assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+    assert driver.health == Health.LOST
+
+
+async def test_a_controller_that_accepts_but_never_answers_costs_one_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # take the HEL message and never answer
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    driver = OpcUaBioreactor(f"opc.tcp://127.0.0.1:{port}/x", NAMESPACE_URI, {"U01": "U01"},
+                             timeout_s=0.3)  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeout):
+        await driver.read_units()
+    assert time.monotonic() - started < 0.3 + 0.5
+    server.close()
+    await server.wait_closed()
+
+
+async def test_an_unreadable_unit_degrades_health_and_a_good_read_restores_it(
+    controller: SimulatedBioreactorServer,
+) -> None:
+    changes = []
+    driver = _driver(controller)
+    driver.on_health = changes.append
+    await driver.read_units()
+    controller.arrays.available[2] = False
+    await driver.read_units()
+    controller.arrays.available[2] = True
+    await driver.read_units()
+    assert [(c.health, c.reason) for c in changes] == [
+        (Health.CONNECTED, "session opened"),
+        (Health.DEGRADED, "no good values for U03"),
+        (Health.CONNECTED, "every unit reads good"),
+    ]
+    await driver.close()
+
+
+def test_security_from_the_configuration() -> None:
+    assert OpcUaSecurity().as_string() is None
+    secure = OpcUaSecurity("Basic256Sha256", "SignAndEncrypt", "c.pem", "k.pem", "s.der")
+    assert secure.as_string() == "Basic256Sha256,SignAndEncrypt,c.pem,k.pem,s.der"
+    with pytest.raises(ValueError, match="needs a certificate"):
+        OpcUaSecurity("Basic256Sha256").as_string()
 
 
 async def test_an_unreachable_endpoint_fails_within_the_timeout() -> None:

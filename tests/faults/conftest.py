@@ -23,7 +23,8 @@ class Rig:
         self.schedule = self.instrument.faults
         ends = self.instrument.endpoints()
         self.bioreactor = OpcUaBioreactor(
-            ends.opcua_endpoint, ends.opcua_namespace, ends.unit_nodes, timeout_s=1.0
+            ends.opcua_endpoint, ends.opcua_namespace, ends.unit_nodes, timeout_s=1.0,
+            now=lambda: self.t,  # reconnect backoff in simulated time, like the daemon's
         )
         pump_ports = {p.port for p in ends.pumps}
         assert len(pump_ports) == 1
