@@ -55,6 +55,9 @@ class DirectBioreactor:
                 )
             else:
                 readings[unit] = BioreactorReading(math.nan, math.nan, math.nan)
+        # The same truth the OPC UA driver reports: connected, but some unit cannot be measured.
+        all_measured = all(self.arrays.available[i] for i in self._units.values())
+        self.health = Health.CONNECTED if all_measured else Health.DEGRADED
         return readings
 
     async def write_heaters(self, outputs_pct: Mapping[str, float]) -> dict[str, bool]:

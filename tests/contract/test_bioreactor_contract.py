@@ -48,19 +48,14 @@ async def test_a_unit_the_controller_cannot_measure_reads_nan(instrument: Instru
 
 
 async def test_a_unit_the_controller_cannot_measure_degrades_health(
-    instrument: Instrument, request: pytest.FixtureRequest
+    instrument: Instrument,
 ) -> None:
-    if instrument.kind == "direct":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="drift found by this suite: DirectBioreactor keeps CONNECTED when a unit "
-                "reads NaN (simulators/direct_transport.py, not ours to edit)",
-            )
-        )
     instrument.virtual.arrays.available[1] = False
     await instrument.bioreactor.read_units()
     assert instrument.bioreactor.health == Health.DEGRADED
+    instrument.virtual.arrays.available[1] = True
+    await instrument.bioreactor.read_units()
+    assert instrument.bioreactor.health == Health.CONNECTED
 
 
 def test_every_call_is_a_coroutine(instrument: Instrument) -> None:
