@@ -46,6 +46,9 @@ class PumpConfig:
 class ProbeConfig:
     port: str
     device_id: int
+    # Density changes over hours and the bus is shared: a probe is read every this many seconds
+    # (at least every control tick), staggered over the ticks so each tick reads a few probes.
+    poll_period_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ class ProbeSection(_Strict):
     bus: str
     device_id: int = Field(ge=1, le=247)
     kind: Literal["density"] = "density"
+    poll_period_s: float = Field(default=30.0, gt=0, le=600.0)
 
 
 class LimitsSection(_Strict):
@@ -231,7 +232,11 @@ class ConfigFile(_Strict):
                         )
                         for name, p in unit.pumps.items()
                     },
-                    probe=ProbeConfig(self.buses[unit.probe.bus].port, unit.probe.device_id),
+                    probe=ProbeConfig(
+                        self.buses[unit.probe.bus].port,
+                        unit.probe.device_id,
+                        unit.probe.poll_period_s,
+                    ),
                     limits=UnitLimits(**unit.limits.model_dump()),
                     temperature_gains=TemperatureGains(**unit.thermal_model.model_dump()),
                 )

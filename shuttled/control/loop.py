@@ -1,7 +1,8 @@
 """The control tick: measure every unit, regulate in one kernel call, step every run, act.
 
-Per tick there is one batched read and one batched write per bioreactor controller, one request
-per probe and per watched pump on each serial bus (buses in parallel), one call of the
+Per tick there is one batched read and one batched write per bioreactor controller, a read of
+the probes due this tick (each every `poll_period_s`, staggered) and a request per watched pump
+on each serial bus (buses in parallel), one call of the
 temperature kernel (measurement checks, over-temperature trip and PID for every unit) and one
 call of the growth estimator for every unit. `dt` is the process time since the last tick, from
 the injected clock, so a late tick is integrated as late rather than as on time.
@@ -115,6 +116,13 @@ class ControlLoop:
         self.heater = np.zeros(n)
         self.flags = np.zeros(n, dtype=np.int64)
         self.probe_density = np.full(n, math.nan)
+        # Probes are read every `poll_period_s`, unit i on the ticks where (tick + i) is a
+        # multiple of its period: the reads are spread evenly, deterministically, over ticks.
+        self._probe_every = [
+            max(1, round(u.probe.poll_period_s / config.control_period_s)) for u in config.units
+        ]
+        # The last good probe temperature, the trip's second sensor until the next read.
+        self._probe_temperature_held = np.full(n, math.nan)
         self.volume = np.full(n, math.nan)
         self.estimator_settings = np.stack(
             [estimator.EstimatorSettings().as_row() for _ in config.units]
@@ -165,12 +173,17 @@ class ControlLoop:
                 self.watch.answered(key, now)
         return readings
 
+    def _probe_due(self, unit: str) -> bool:
+        i = self.index[unit]
+        return (self.watch.tick + i) % self._probe_every[i] == 0
+
     async def _read_probes(self, now: float) -> dict[str, ProbeReading]:
+        """The probes due this tick, and lost ones (the watch paces their reconnect tries)."""
         by_bus: dict[int, list[DeviceKey]] = {}
         for unit in self.unit_ids:
-            by_bus.setdefault(id(self.devices.units[unit].probe_bus), []).append(
-                DeviceKey(unit, "probe")
-            )
+            key = DeviceKey(unit, "probe")
+            if self._probe_due(unit) or self.watch.is_lost(key):
+                by_bus.setdefault(id(self.devices.units[unit].probe_bus), []).append(key)
 
         async def read(key: DeviceKey) -> ProbeReading:
             return await self.devices.units[key.unit].probe.read()
@@ -269,9 +282,11 @@ class ControlLoop:
             dt = self.config.control_period_s
         self._last_tick_at = now
         self.watch.begin_tick()
-        readings = await self._read_bioreactors(now)
-        probes = await self._read_probes(now)
-        pumps = await self._read_pumps(now)
+        # The controllers, the probe lines and the pump lines are independent transports: they
+        # are asked at once, so a tick waits for the slowest of them, not for their sum.
+        readings, probes, pumps = await asyncio.gather(
+            self._read_bioreactors(now), self._read_probes(now), self._read_pumps(now)
+        )
         self._device_losses(now)
         self.last_readings = readings
         self._load_measurements(readings, probes)
@@ -337,7 +352,10 @@ class ControlLoop:
             self.setpoint[i] = math.nan if setpoint is None else setpoint
             self.measured[i] = reading.temperature
             self.volume[i] = reading.volume_ml
-            self.probe_temperature[i] = probe.temperature if good_probe else math.nan
+            if probe is not None or self._probe_due(unit):  # read (or tried) this tick
+                self._probe_temperature_held[i] = probe.temperature if good_probe else math.nan
+            self.probe_temperature[i] = self._probe_temperature_held[i]
+            # The estimator folds in each density reading once; between reads it predicts.
             self.probe_density[i] = probe.density if good_probe else math.nan
 
     def _temperature_alarms(self, now: float) -> None:
