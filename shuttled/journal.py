@@ -7,9 +7,10 @@ reconstruct a batch from this file alone, and run ids never repeat on an instrum
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from shuttled.engine.unit_run import RunEvent
@@ -88,6 +89,25 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool = True) -> Iterator[None]:
+        """One transaction; `durable=False` commits without its own fsync.
+
+        In WAL mode a commit under synchronous=NORMAL survives a crash of the process (kill -9)
+        and never corrupts the file; a power cut may roll back such commits made since the last
+        fsync, and the next durable commit fsyncs them along with itself. Only what can be
+        recomputed or loses nothing that matters (a long phase's elapsed time refreshed, a
+        history sample) is written so; a state transition or a transfer's baseline never is.
+        """
+        if not durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._db:
+                yield
+        finally:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+
     def new_run_id(self, instrument_id: str, unit: str) -> tuple[str, int]:
         """The next run id of a unit: instrument, unit and a number that never repeats."""
         row = self._db.execute(
@@ -144,11 +164,14 @@ class Journal:
             "SELECT unit, template_id, text FROM templates ORDER BY loaded_at, rowid"
         ).fetchall()
 
-    def save_checkpoints(self, checkpoints: dict[str, dict], at: float) -> None:
-        """Every changed unit's run state in one committed (fsynced) transaction."""
+    def save_checkpoints(
+        self, checkpoints: dict[str, dict], at: float, durable: bool = True
+    ) -> None:
+        """Every changed unit's run state in one committed transaction, fsynced when `durable`
+        (a change that must survive power loss; see `_transaction`)."""
         if not checkpoints:
             return
-        with self._db:
+        with self._transaction(durable):
             self._db.executemany(
                 "INSERT INTO checkpoints (unit, at, data) VALUES (?, ?, ?)"
                 " ON CONFLICT(unit) DO UPDATE SET at = excluded.at, data = excluded.data",
@@ -178,11 +201,13 @@ class Journal:
         ).fetchall()
 
     def append_telemetry(self, rows: list[tuple]) -> None:
-        """Rows in TELEMETRY_COLUMNS order, every unit of a tick in one transaction (one fsync),
-        so a 16-unit instrument pays one commit per sampling interval, not one per unit."""
+        """Rows in TELEMETRY_COLUMNS order, every unit of a tick in one transaction, so a 16-unit
+        instrument pays one commit per sampling interval, not one per unit. History is not
+        fsynced on its own (`_transaction`): a power cut may cost the last samples, never more,
+        and the next state change makes them durable."""
         if not rows:
             return
-        with self._db:
+        with self._transaction(durable=False):
             self._db.executemany(
                 f"INSERT INTO telemetry ({', '.join(TELEMETRY_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(TELEMETRY_COLUMNS))})",
