@@ -67,6 +67,7 @@ def test_a_good_file_becomes_the_daemon_configuration(tmp_path: Path) -> None:
     assert unit.pumps["media"].port == "/dev/ttyUSB0" and unit.pumps["media"].into_vessel
     assert not unit.pumps["harvest"].into_vessel
     assert unit.probe.port == "/dev/ttyUSB1"
+    assert unit.probe.poll_period_s == 30.0  # density changes over hours: not every tick
     assert unit.limits.max_volume_ml == 900 and unit.limits.temperature_max == 39.0
     assert config.operator.allow_insecure is False  # secure unless said otherwise
 
@@ -97,6 +98,10 @@ def test_a_good_file_becomes_the_daemon_configuration(tmp_path: Path) -> None:
             "bioreactors.main.endpoint: String should match",
         ),
         (("[buses.probes1]", "[buses.probes1"), "TOML syntax error"),
+        (
+            ("device_id = 1\n", "device_id = 1\npoll_period_s = 0\n"),
+            "units[0].probe.poll_period_s: Input should be greater than 0",
+        ),
     ],
 )
 def test_a_bad_file_gets_one_line_naming_the_key(

@@ -1,0 +1,142 @@
+"""Probe polling through the real stack: each probe every `poll_period_s`, spread over ticks.
+
+A capacitance probe costs three Modbus requests on a line it shares with the other units' probes,
+and density changes over hours. The loop reads each probe every `poll_period_s` of process time
+(at least once per tick when the period is shorter), unit i on its own ticks so the line's load is
+even; between reads the estimator predicts and the trip keeps the last probe temperature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from protocols.loader import load_protocol_text
+from shuttled.clock import VirtualClock
+from shuttled.control.loop import ControlLoop
+from shuttled.devices import Devices
+from shuttled.engine.unit_run import UnitRun
+from shuttled.journal import Journal
+from shuttled.sim_config import config_for_instrument
+from simulators.faults import Fault
+from simulators.instrument import VirtualInstrument
+
+UNITS = 4
+HOLD_37 = """\
+shuttle_protocol: 1
+name: hold
+version: 1.0.0
+phases:
+  - name: hold
+    temperature: 37.0
+    duration: 2h
+"""
+
+
+@dataclass
+class Stack:
+    clock: VirtualClock
+    instrument: VirtualInstrument
+    loop: ControlLoop
+    reads: Counter[int]  # Modbus register reads per probe device id, counted by the firmware
+
+    async def tick(self) -> None:
+        await self.clock.sleep_until(self.clock.now() + self.loop.config.control_period_s)
+        await self.loop.tick(self.clock.now())
+
+
+async def _stack(tmp_path: Path, poll_period_s: float | None) -> AsyncIterator[Stack]:
+    clock = VirtualClock()
+    instrument = VirtualInstrument(UNITS, now=clock.now, seed=3)
+    await instrument.start()
+    clock.add_advance_listener(instrument.advance_to)
+    config = config_for_instrument(instrument.endpoints(), tmp_path, 0, users_file=None)
+    if poll_period_s is not None:
+        period = {"poll_period_s": poll_period_s}
+        units = [
+            u.model_copy(update={"probe": u.probe.model_copy(update=period)}) for u in config.units
+        ]
+        config = config.model_copy(update={"units": units})
+    daemon_config = config.to_daemon_config()
+    reads: Counter[int] = Counter()
+    for probe in instrument.probes:
+        original = probe.read_registers
+
+        def counted(
+            address: int, count: int, _probe=probe, _original=original
+        ) -> list[int] | None:
+            reads[_probe.device_id] += 1
+            return _original(address, count)
+
+        probe.read_registers = counted  # type: ignore[method-assign]
+    devices = Devices(daemon_config)
+    await devices.open()
+    journal = Journal(tmp_path / "journal.sqlite3")
+    runs = {u.unit_id: UnitRun(u.unit_id) for u in daemon_config.units}
+    loop = ControlLoop(daemon_config, devices, runs, clock, journal)
+    for unit, run in runs.items():
+        run.start(load_protocol_text(HOLD_37), {}, f"R-{unit}", clock.now(), "test")
+    yield Stack(clock, instrument, loop, reads)
+    await devices.close()
+    journal.close()
+    await instrument.stop()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async for built in _stack(tmp_path, None):
+        yield built
+
+
+@pytest.fixture
+async def every_tick(tmp_path: Path) -> AsyncIterator[Stack]:
+    async for built in _stack(tmp_path, 1.0):
+        yield built
+
+
+async def test_each_probe_is_read_once_per_period_and_the_reads_are_spread(stack: Stack) -> None:
+    per_tick = []
+    for _ in range(24):  # two minutes at 5 s: four 30 s periods
+        before = sum(stack.reads.values())
+        await stack.tick()
+        per_tick.append((sum(stack.reads.values()) - before) // 3)  # three requests per read
+    assert sorted(stack.reads.values()) == [4 * 3] * UNITS  # four reads of each probe
+    assert max(per_tick) == 1  # never the whole line at once
+
+
+async def test_between_reads_the_trip_keeps_the_probe_temperature_and_the_estimator_predicts(
+    stack: Stack,
+) -> None:
+    for _ in range(60):  # five minutes: each probe read ten times, the estimates settled
+        await stack.tick()
+    for _ in range(12):
+        await stack.tick()
+        assert all(math.isfinite(t) for t in stack.loop.probe_temperature)
+        fresh = [not math.isnan(d) for d in stack.loop.probe_density]
+        assert sum(fresh) <= 1  # only the probe read this tick brings a density
+        assert all(math.isfinite(d) for d in stack.loop.density)
+
+
+async def test_a_period_shorter_than_the_control_period_reads_every_tick(
+    every_tick: Stack,
+) -> None:
+    for _ in range(6):
+        await every_tick.tick()
+    assert sorted(every_tick.reads.values()) == [6 * 3] * UNITS
+
+
+async def test_a_probe_that_failed_its_read_gives_the_trip_no_old_temperature(
+    stack: Stack,
+) -> None:
+    for _ in range(12):
+        await stack.tick()
+    await stack.instrument.inject(Fault("serial_cut", bus="probes", duration_s=600.0))
+    for _ in range(7):  # every probe has had its turn on the dead line
+        await stack.tick()
+    assert all(math.isnan(t) for t in stack.loop.probe_temperature)
+    assert all("PROBE_LOST" in alarms for alarms in stack.loop.alarms.values())
