@@ -22,6 +22,7 @@ from shuttled.clock import RealClock
 from simulators.faults import FaultFileInvalid, load_fault_file
 from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
+from simulators.pty_bus import DEFAULT_TURNAROUND_S, SerialTiming
 
 PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
 
@@ -54,6 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="data directory for the daemon's configuration (--print-config); "
         "default: a new temporary directory",
     )
+    timing = parser.add_argument_group(
+        "byte timing",
+        "By default the pseudo-terminals answer as fast as the kernel copies bytes. With "
+        "--byte-timing a reply arrives when it would on a real line: after the request's and "
+        "the reply's time on the wire (pumps 8N1, probes 8N2) plus the device's turnaround, "
+        "in simulated time (divided by --speed).",
+    )
+    timing.add_argument(
+        "--byte-timing", action="store_true", help="time the serial buses like real lines"
+    )
+    timing.add_argument(
+        "--pump-baud", type=float, default=115200.0, help="pump bus baud rate (default 115200)"
+    )
+    timing.add_argument(
+        "--probe-baud", type=float, default=19200.0, help="probe bus baud rate (default 19200)"
+    )
+    timing.add_argument(
+        "--turnaround-ms",
+        type=float,
+        default=DEFAULT_TURNAROUND_S * 1000.0,
+        help=f"device response latency (default {DEFAULT_TURNAROUND_S * 1000.0:g} ms)",
+    )
     parser.add_argument(
         "--print-config",
         action="store_true",
@@ -70,6 +93,7 @@ async def serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         opcua_port=args.opcua_port,
         faults=args.fault_list,
+        serial_timing=_serial_timing(args),
     )
     await instrument.start()
     clock.add_advance_listener(instrument.advance_to)
@@ -98,6 +122,17 @@ async def serve(args: argparse.Namespace) -> None:
         await instrument.stop()
 
 
+def _serial_timing(args: argparse.Namespace) -> SerialTiming | None:
+    if not args.byte_timing:
+        return None
+    return SerialTiming(
+        speed=args.speed,
+        pump_baud=args.pump_baud,
+        probe_baud=args.probe_baud,
+        turnaround_s=args.turnaround_ms / 1000.0,
+    )
+
+
 def _daemon_config_text(
     endpoints: InstrumentEndpoints, data_dir: Path | None, speed: float
 ) -> str:
@@ -118,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.units < 1 or not args.speed > 0:
         print("error: --units must be at least 1 and --speed positive", file=sys.stderr)
+        return 2
+    if not (args.pump_baud > 0 and args.probe_baud > 0 and args.turnaround_ms >= 0):
+        print("error: baud rates must be positive, --turnaround-ms not negative", file=sys.stderr)
         return 2
     try:
         units = [unit_id_of(i) for i in range(args.units)]

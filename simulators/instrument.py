@@ -28,7 +28,7 @@ from simulators.opcua_bioreactor import (
     ControllerArrays,
     SimulatedBioreactorServer,
 )
-from simulators.pty_bus import PtyBus
+from simulators.pty_bus import PtyBus, SerialTiming
 
 PHYSICS_STEP_S = 1.0
 UNITS_PER_PUMP_BUS = 8  # 3 pumps per unit: 24 addresses of the 32 a bus allows
@@ -99,6 +99,7 @@ class VirtualInstrument:
         initial: plant.InitialConditions | None = None,
         probe: probe_model.ProbeParameters | None = None,
         faults: list[Fault] | None = None,
+        serial_timing: SerialTiming | None = None,  # None: replies as fast as the pty goes
     ) -> None:
         if units < 1:
             raise ValueError("a virtual instrument needs at least one unit")
@@ -132,6 +133,7 @@ class VirtualInstrument:
         self.pump_buses: list[tuple[PtyBus, PumpBusFirmware]] = []
         self.probe_buses: list[tuple[PtyBus, ModbusRtuBusFirmware]] = []
         self.probes: list[DensityProbeFirmware] = []
+        self.serial_timing = serial_timing
         self._build_serial_devices(units)
         self._publish()
 
@@ -151,7 +153,8 @@ class VirtualInstrument:
                     self.pump_firmware[(self.unit_ids[unit], spec.name)] = pump
                     self._pump_routes[(bus_index, address)] = (unit, spec)
             firmware = PumpBusFirmware(pumps)
-            bus = PtyBus(lambda data, fw=firmware: fw.feed(data, self._now()))
+            timing = self.serial_timing.pumps() if self.serial_timing else None
+            bus = PtyBus(lambda data, fw=firmware: fw.feed(data, self._now()), timing)
             self.pump_buses.append((bus, firmware))
         for first in range(0, units, UNITS_PER_PROBE_BUS):
             probes = [
@@ -160,7 +163,8 @@ class VirtualInstrument:
             ]
             self.probes.extend(probes)
             firmware = ModbusRtuBusFirmware(probes)
-            self.probe_buses.append((PtyBus(firmware.feed), firmware))
+            timing = self.serial_timing.probes() if self.serial_timing else None
+            self.probe_buses.append((PtyBus(firmware.feed, timing), firmware))
 
     async def start(self) -> None:
         for bus, _ in (*self.pump_buses, *self.probe_buses):

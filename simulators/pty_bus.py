@@ -3,6 +3,26 @@
 The driver under test cannot tell the simulator from hardware, which is the point: the same
 pyserial/pymodbus code paths run. The device side is a plain ``handler(bytes) -> bytes`` (a pure
 firmware stub wrapped with the simulator's clock) called from the event loop's reader callback.
+
+A pty moves bytes as fast as the kernel copies them, so by default a reply is there microseconds
+after its request. With a `LineTiming` the bus also takes the time a real line would (issue 3,
+point 4), so drivers meet realistic round trips, timeouts and back-to-back polling. The model of
+a half-duplex line (RS-485, or RS-232 used request/reply) is:
+
+* each byte takes `bits_per_char` bit times on the wire (8N1: start + 8 data + stop = 10;
+  8N2, the Modbus default of SPEC §8: 11), so n bytes take n·bits_per_char/baud seconds;
+* the host's request is only complete at the device when its last byte has arrived: the bytes
+  the pty hands over at once are taken to have been sent back to back from the moment they were
+  written (or from when the line fell idle, if the host writes faster than the line carries);
+* the device answers `turnaround_s` after the request's last byte (firmware latency, and for
+  Modbus at least the 3.5-character inter-frame silence) and its reply is delivered to the host
+  when its last byte has crossed the wire; replies queue behind one another, never overlap;
+* times are simulated seconds: with the clock at `speed` (simulated seconds per wall second)
+  the wall-clock delays are divided by `speed`. Under a virtual clock (`--speed max`) there is
+  no wall time to wait for, so the instrument leaves timing off.
+
+Delivering a reply whole when its last byte would arrive, rather than byte by byte, is a
+simplification: a reader that waits for a complete frame (all our drivers) sees the same time.
 """
 
 from __future__ import annotations
@@ -15,15 +35,49 @@ import random
 import termios
 import tty
 from collections.abc import Callable
+from dataclasses import dataclass
 
 MAX_OUTPUT_BUFFER = 65536  # replies nobody reads are dropped beyond this, as a real line would
+# Time from a request's last byte to the reply's first: small microcontroller firmware answers in
+# about a millisecond, and a Modbus slave must stay silent for 3.5 characters (≈ 2 ms at 19200
+# baud 8N2) anyway. An assumption; configurable per bus.
+DEFAULT_TURNAROUND_S = 0.002
+
+
+@dataclass(frozen=True)
+class LineTiming:
+    """Byte timing of one serial line: its baud rate and framing, in simulated seconds.
+
+    `speed` is the simulation clock's scale (simulated seconds per wall second): the bus waits
+    wall-clock time, so it divides every simulated delay by it.
+    """
+
+    baud: float
+    bits_per_char: int = 10
+    turnaround_s: float = DEFAULT_TURNAROUND_S
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.baud > 0 and self.bits_per_char > 0 and self.speed > 0):
+            raise ValueError("baud, bits per character and clock speed must be positive")
+        if not self.turnaround_s >= 0:
+            raise ValueError("the turnaround cannot be negative")
+
+    def wire_s(self, n_bytes: int) -> float:
+        """Simulated seconds that `n_bytes` take on the wire."""
+        return n_bytes * self.bits_per_char / self.baud
+
+    def wall_s(self, simulated_s: float) -> float:
+        """Wall-clock seconds for `simulated_s` at the clock's speed."""
+        return simulated_s / self.speed
 
 
 class PtyBus:
     """Master side of a pty wired to a device handler, with cut/garbage fault hooks."""
 
-    def __init__(self, handler: Callable[[bytes], bytes]) -> None:
+    def __init__(self, handler: Callable[[bytes], bytes], timing: LineTiming | None = None) -> None:
         self.handler = handler
+        self.timing = timing
         self._master, self._slave = os.openpty()
         # Raw, no echo: otherwise the line discipline would echo requests back to the driver and
         # translate \r\n. Keeping our own slave fd open means the pty never hangs up (EIO) when
@@ -40,6 +94,11 @@ class PtyBus:
         self._cut = False
         self._garbage_rate = 0.0
         self._rng: random.Random = random.Random(0)
+        # Byte timing (loop time, wall seconds): when the host's bytes and the device's replies
+        # have finished crossing the line, and the replies still on their way.
+        self._rx_idle_at = 0.0
+        self._tx_idle_at = 0.0
+        self._in_flight: set[asyncio.TimerHandle] = set()
         self.bytes_in = 0
         self.bytes_out = 0
         self.replies_corrupted = 0
@@ -49,6 +108,7 @@ class PtyBus:
         self._loop.add_reader(self._master, self._on_readable)
 
     def close(self) -> None:
+        self._drop_in_flight()
         if self._loop is not None and self._master >= 0:
             self._loop.remove_reader(self._master)
             self._loop.remove_writer(self._master)
@@ -73,6 +133,11 @@ class PtyBus:
         self._cut = cut
         if cut:
             self._out.clear()
+            self._drop_in_flight()
+
+    def set_timing(self, timing: LineTiming | None) -> None:
+        """Turn byte timing on (or change it) or off; replies already on their way keep theirs."""
+        self.timing = timing
 
     def set_garbage(self, rate: float, rng: random.Random) -> None:
         """Corrupt one byte in ``rate`` of the replies (EMI on the line)."""
@@ -82,7 +147,7 @@ class PtyBus:
     def send(self, data: bytes) -> None:
         """Write device-to-host bytes outside the request/reply cycle (late or stray frames)."""
         if not self._cut:
-            self._send(data)
+            self._transmit(data, ready_at=None)
 
     # --- I/O ------------------------------------------------------------------------------------
 
@@ -98,9 +163,50 @@ class PtyBus:
         if not data or self._cut:
             return
         self.bytes_in += len(data)
+        received_at = self._received_at(len(data))
         reply = self.handler(data)
         if reply and not self._cut:
-            self._send(self._maybe_corrupt(reply))
+            self._transmit(self._maybe_corrupt(reply), ready_at=received_at)
+
+    def _received_at(self, n_bytes: int) -> float | None:
+        """Loop time at which the last of `n_bytes` just written by the host reaches the device."""
+        if self.timing is None or self._loop is None:
+            return None
+        start = max(self._loop.time(), self._rx_idle_at)
+        self._rx_idle_at = start + self.timing.wall_s(self.timing.wire_s(n_bytes))
+        return self._rx_idle_at
+
+    def _transmit(self, data: bytes, ready_at: float | None) -> None:
+        """Send now, or, with timing, when the reply's last byte would reach the host.
+
+        `ready_at` is when the device has the request complete (None: unsolicited bytes, sent
+        as soon as the line is free).
+        """
+        timing, loop = self.timing, self._loop
+        if timing is None or loop is None:
+            self._send(data)
+            return
+        start = max(
+            loop.time() if ready_at is None else ready_at + timing.wall_s(timing.turnaround_s),
+            self._tx_idle_at,
+        )
+        # Strictly later than the previous reply (every reply has at least one byte), so the
+        # timer heap, which does not keep insertion order for equal times, cannot reorder them.
+        self._tx_idle_at = start + timing.wall_s(timing.wire_s(len(data)))
+
+        def deliver() -> None:
+            self._in_flight.discard(handle)
+            if not self._cut:
+                self._send(data)
+
+        handle = loop.call_at(self._tx_idle_at, deliver)
+        self._in_flight.add(handle)
+
+    def _drop_in_flight(self) -> None:
+        """Replies still on the wire are lost with the line (cut) or the port (close)."""
+        for handle in self._in_flight:
+            handle.cancel()
+        self._in_flight.clear()
 
     def _maybe_corrupt(self, reply: bytes) -> bytes:
         if self._garbage_rate <= 0 or self._rng.random() >= self._garbage_rate:
@@ -137,3 +243,23 @@ class PtyBus:
         elif not self._out and self._writer_armed:
             self._loop.remove_writer(self._master)
             self._writer_armed = False
+
+
+@dataclass(frozen=True)
+class SerialTiming:
+    """Byte timing for all of an instrument's buses, at the rates and framings of SPEC §7/§8.
+
+    The drivers open the ports at these rates by default, so this is "the configured baud
+    rate" unless an installation changes both sides.
+    """
+
+    speed: float = 1.0  # the clock's simulated seconds per wall second
+    pump_baud: float = 115200.0  # SPEC §7: 8N1, 10 bits per byte
+    probe_baud: float = 19200.0  # SPEC §8: 8N2, 11 bits per byte
+    turnaround_s: float = DEFAULT_TURNAROUND_S
+
+    def pumps(self) -> LineTiming:
+        return LineTiming(self.pump_baud, 10, self.turnaround_s, self.speed)
+
+    def probes(self) -> LineTiming:
+        return LineTiming(self.probe_baud, 11, self.turnaround_s, self.speed)
