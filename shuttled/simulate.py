@@ -12,6 +12,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +67,9 @@ class SimulateOptions:
     users_file: Path | None = None  # None: a `sim` supervisor with a random password (SPEC §1)
     mqtt: MqttConfig | None = None  # --mqtt HOST[:PORT]: telemetry as the service sends it
     report_dir: Path | None = None  # --report DIR: one HTML report per run (shuttled/report.py)
+    # Called with the process time after every control tick: how soak tests and benchmarks
+    # watch a run (memory, progress) without touching what it does.
+    tick_observers: list[Callable[[float], None]] = field(default_factory=list)
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -196,6 +200,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                     operator.request_refresh()
                     if telemetry is not None:
                         telemetry.on_tick(loop)
+                    for observe in options.tick_observers:
+                        observe(clock.now())
 
                 await loop.run_until(finished, on_tick=after_tick)
             for run in active:
