@@ -185,12 +185,24 @@ class ProbeBus:
         return registers
 
 
-def modbus_crc(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
+def _modbus_table() -> tuple[int, ...]:
+    table = []
+    for low in range(256):
+        crc = low
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_MODBUS_TABLE = _modbus_table()
+
+
+def modbus_crc(data: bytes) -> int:
+    """Modbus CRC-16 (reflected 0xA001, init 0xFFFF), a byte at a time from a table."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ _MODBUS_TABLE[(crc ^ byte) & 0xFF]
     return crc
 
 

@@ -37,13 +37,25 @@ from drivers.interfaces import (
 MAX_LINE = 512
 
 
-def crc16_ccitt_false(data: bytes) -> int:
-    """Bitwise CRC-16/CCITT-FALSE; written independently of the firmware stub on purpose."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
+def _ccitt_table() -> tuple[int, ...]:
+    table = []
+    for high in range(256):
+        crc = high << 8
         for _ in range(8):
             crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        table.append(crc)
+    return tuple(table)
+
+
+_CCITT_TABLE = _ccitt_table()
+
+
+def crc16_ccitt_false(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE, a byte at a time from a table; written independently of the
+    firmware stub on purpose (a shared bug would pass every test)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CCITT_TABLE[(crc >> 8) ^ byte]
     return crc
 
 

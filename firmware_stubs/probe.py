@@ -29,13 +29,25 @@ EXC_ILLEGAL_VALUE = 3
 MAX_READ_COUNT = 125
 
 
+def _crc_table() -> list[int]:
+    """The CRC of each byte value alone: eight shifts once, not for every byte of every frame."""
+    table = []
+    for value in range(256):
+        crc = value
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
 def modbus_crc16(data: bytes) -> int:
     """Modbus CRC-16 (poly 0xA001 reflected, init 0xFFFF); sent low byte first."""
     crc = 0xFFFF
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ byte) & 0xFF]
     return crc
 
 
