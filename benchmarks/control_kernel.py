@@ -4,8 +4,9 @@ Prints one JSON line: ns_per_unit_16, ns_per_unit_1024, speedup_vs_simple_pid_16
 speedup_vs_simple_pid_1024 (and, beyond the contract, the growth estimator's ns per unit). Our side
 is the whole per-tick temperature work of the control loop — measurement checks, the latched
 over-temperature trip on two sensors, and the PID with rate limit — in one `temperature_tick`
-call; simple-pid's side is only a PID step per unit, with the same inputs, in the same process.
-The timing is the best of several repeats to keep scheduler noise out.
+call on the arrays the control loop owns (`safety.TemperatureArrays`); simple-pid's side is only
+a PID step per unit, with the same inputs, in the same process. The timing is the best of
+several repeats to keep scheduler noise out.
 """
 
 from __future__ import annotations
@@ -33,22 +34,18 @@ def _best_ns(function, repeats: int, inner: int) -> float:
 
 def kernel_ns_per_unit(n: int) -> float:
     rng = np.random.default_rng(0)
-    setpoint = np.full(n, 37.0)
-    measured = 36.0 + rng.random(n)
-    second = measured + 0.05
-    gains = np.tile(pid.TemperatureGains().as_row(), (n, 1))
     # The inputs repeat from tick to tick here; a live sensor's never do. Keep the stale check
     # (it still runs) from turning the heaters off halfway through the timing.
-    settings = np.tile(safety.GuardSettings(stuck_samples=2**31).as_row(), (n, 1))
-    state = np.zeros((n, pid.STATE_COLUMNS))
-    guard = safety.new_guard_state(n)
-    heater = np.zeros(n)
-    flags = np.zeros(n, dtype=np.int64)
+    arrays = safety.TemperatureArrays(
+        [pid.TemperatureGains()] * n, [safety.GuardSettings(stuck_samples=2**31)] * n
+    )
+    arrays.setpoint[:] = 37.0
+    arrays.measured[:] = 36.0 + rng.random(n)
+    arrays.second_sensor[:] = arrays.measured + 0.05
+    block = arrays.block
 
     def step() -> None:
-        safety.temperature_tick(
-            setpoint, measured, second, gains, settings, state, guard, 5.0, heater, flags
-        )
+        safety.temperature_tick(block, 5.0)
 
     step()  # compile or load from cache
     return _best_ns(step, repeats=7, inner=max(20000 // n, 50)) / n

@@ -38,7 +38,6 @@ from shuttled.control.pump_alarms import (
     settle_alarms,
     watchdog_ms,
 )
-from shuttled.control.temperature import STATE_COLUMNS
 from shuttled.devices import Devices
 from shuttled.engine.actions import Action, Dispense, PumpView, StopPump, UnitSnapshot
 from shuttled.engine.persistence import RunPersistence
@@ -100,21 +99,17 @@ class ControlLoop:
         self.unit_ids = [u.unit_id for u in config.units]
         self.index = {u: i for i, u in enumerate(self.unit_ids)}
         n = len(self.unit_ids)
-        # Kernel inputs and state, owned here for the daemon's lifetime.
-        self.setpoint = np.full(n, math.nan)
-        self.measured = np.full(n, math.nan)
-        self.probe_temperature = np.full(n, math.nan)
-        self.gains = np.stack([u.temperature_gains.as_row() for u in config.units])
-        self.guard_settings = np.stack(
-            [
-                safety.GuardSettings(temperature_max=u.limits.temperature_max).as_row()
-                for u in config.units
-            ]
+        # Kernel inputs and state, owned here for the daemon's lifetime. The temperature arrays
+        # are views into the one block the temperature kernel takes.
+        self.temperature = safety.TemperatureArrays(
+            [u.temperature_gains for u in config.units],
+            [safety.GuardSettings(temperature_max=u.limits.temperature_max) for u in config.units],
         )
-        self.pid_state = np.zeros((n, STATE_COLUMNS))
-        self.guard_state = safety.new_guard_state(n)
-        self.heater = np.zeros(n)
-        self.flags = np.zeros(n, dtype=np.int64)
+        self.setpoint = self.temperature.setpoint
+        self.measured = self.temperature.measured
+        self.probe_temperature = self.temperature.second_sensor
+        self.heater = self.temperature.heater
+        self.flags = self.temperature.flags
         self.probe_density = np.full(n, math.nan)
         # Probes are read every `poll_period_s`, unit i on the ticks where (tick + i) is a
         # multiple of its period: the reads are spread evenly, deterministically, over ticks.
@@ -290,18 +285,7 @@ class ControlLoop:
         self._device_losses(now)
         self.last_readings = readings
         self._load_measurements(readings, probes)
-        safety.temperature_tick(
-            self.setpoint,
-            self.measured,
-            self.probe_temperature,
-            self.gains,
-            self.guard_settings,
-            self.pid_state,
-            self.guard_state,
-            dt,
-            self.heater,
-            self.flags,
-        )
+        safety.temperature_tick(self.temperature.block, dt)
         estimator.growth_estimator(
             self.probe_density,
             self.volume,

@@ -2,8 +2,9 @@
 
 A Python call per unit costs more than the whole control law, so the law runs over arrays owned
 by the control loop. `temperature_pid.py_func` is the pure-Python reference the tests compare
-against bit for bit; `pid_unit` is the per-unit law that other kernels (the safety-wrapped
-`temperature_tick` in `safety.py`) inline.
+against bit for bit. The law itself is `pid_law`, a function of scalars that both batched kernels
+inline: `temperature_pid` here (one row per unit, for the digital twin) and the safety-wrapped
+`temperature_tick` in `safety.py` (one row per quantity, vectorized across units).
 
 The law is a PID in position form with:
 
@@ -85,10 +86,83 @@ class TemperatureGains:
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def feed_forward_duty(gains: np.ndarray, i: int, setpoint: float) -> float:
-    """Steady-state duty (%) that holds `setpoint` on unit i's thermal model, within the limits."""
-    duty = 100.0 * gains[i, UA_W_PER_K] * (setpoint - gains[i, AMBIENT_C]) / gains[i, HEATER_W]
-    return min(max(duty, gains[i, OUTPUT_MIN]), gains[i, OUTPUT_MAX])
+def at_least(value: float, low: float) -> float:
+    """`max(value, low)` exactly as Python evaluates it, written as a select.
+
+    Numba's builtin `max` on floats may be compiled as a call to a separately compiled helper
+    (depending on what the process compiled first), and a call stops LLVM from vectorizing the
+    batched kernels; a select always inlines and vectorizes.
+    """
+    return low if low > value else value
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def at_most(value: float, high: float) -> float:
+    """`min(value, high)` exactly as Python evaluates it, written as a select (see `at_least`)."""
+    return high if high < value else value
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def feed_forward_duty(
+    setpoint: float, heater_w: float, ua_w_per_k: float, ambient_c: float, low: float, high: float
+) -> float:
+    """Steady-state duty (%) that holds `setpoint` on a unit's thermal model, within the limits."""
+    duty = 100.0 * ua_w_per_k * (setpoint - ambient_c) / heater_w
+    return at_most(at_least(duty, low), high)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def pid_law(
+    setpoint: float,
+    measurement: float,
+    dt: float,
+    kp: float,
+    ki: float,
+    kd: float,
+    derivative_tau_s: float,
+    low: float,
+    high: float,
+    rate_limit_pct_s: float,
+    integral: float,
+    filtered_derivative: float,
+    previous_measurement: float,
+    last_output: float,
+) -> tuple[float, float, float]:
+    """One step of the law for one unit whose pre-load and derivative history are settled.
+
+    Returns (output %, integral, filtered derivative). Scalars in and out, no branches the
+    compiler cannot turn into selects: both batched kernels inline it, and the column-layout one
+    (`safety.temperature_tick`) is vectorized across units by LLVM.
+    """
+    error = setpoint - measurement
+    slope = (measurement - previous_measurement) / dt
+    alpha = dt / (derivative_tau_s + dt)
+    derivative = filtered_derivative + alpha * (slope - filtered_derivative)
+    proportional = kp * error
+    damping = kd * derivative
+
+    step = rate_limit_pct_s * dt
+    floor = at_least(low, last_output - step)
+    ceiling = at_most(high, last_output + step)
+    value = proportional + integral - damping
+    held_high = (value >= ceiling) & (error > 0.0)
+    held_low = (value <= floor) & (error < 0.0)
+    if not (held_high | held_low):
+        integral = at_most(at_least(integral + ki * error * dt, low), high)
+        value = proportional + integral - damping
+    return at_most(at_least(value, floor), ceiling), integral, derivative
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _feed_forward(gains: np.ndarray, i: int, setpoint: float) -> float:
+    return feed_forward_duty(
+        setpoint,
+        gains[i, HEATER_W],
+        gains[i, UA_W_PER_K],
+        gains[i, AMBIENT_C],
+        gains[i, OUTPUT_MIN],
+        gains[i, OUTPUT_MAX],
+    )
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -105,41 +179,39 @@ def pid_unit(
 ) -> float:
     """One unit's control step; returns the output in % and records it as the last output."""
     if state[i, PRELOADED] == 0.0:
-        state[i, INTEGRAL] = feed_forward_duty(gains, i, setpoint)
+        state[i, INTEGRAL] = _feed_forward(gains, i, setpoint)
         state[i, PREVIOUS_SETPOINT] = setpoint
         state[i, PRELOADED] = 1.0
     elif setpoint != state[i, PREVIOUS_SETPOINT]:
         shifted = (
             state[i, INTEGRAL]
-            + feed_forward_duty(gains, i, setpoint)
-            - feed_forward_duty(gains, i, state[i, PREVIOUS_SETPOINT])
+            + _feed_forward(gains, i, setpoint)
+            - _feed_forward(gains, i, state[i, PREVIOUS_SETPOINT])
         )
-        state[i, INTEGRAL] = min(max(shifted, gains[i, OUTPUT_MIN]), gains[i, OUTPUT_MAX])
+        state[i, INTEGRAL] = at_most(at_least(shifted, gains[i, OUTPUT_MIN]), gains[i, OUTPUT_MAX])
         state[i, PREVIOUS_SETPOINT] = setpoint
     if state[i, INITIALISED] == 0.0:
         state[i, PREVIOUS_MEASUREMENT] = measurement
         state[i, FILTERED_DERIVATIVE] = 0.0
         state[i, INITIALISED] = 1.0
 
-    error = setpoint - measurement
-    slope = (measurement - state[i, PREVIOUS_MEASUREMENT]) / dt
-    alpha = dt / (gains[i, DERIVATIVE_TAU_S] + dt)
-    derivative = state[i, FILTERED_DERIVATIVE] + alpha * (slope - state[i, FILTERED_DERIVATIVE])
-    proportional = gains[i, KP] * error
-    damping = gains[i, KD] * derivative
-
-    step = gains[i, RATE_LIMIT_PCT_S] * dt
-    low = max(gains[i, OUTPUT_MIN], state[i, OUTPUT] - step)
-    high = min(gains[i, OUTPUT_MAX], state[i, OUTPUT] + step)
-    value = proportional + state[i, INTEGRAL] - damping
-    held_high = value >= high and error > 0.0
-    held_low = value <= low and error < 0.0
-    if not (held_high or held_low):
-        integral = state[i, INTEGRAL] + gains[i, KI] * error * dt
-        state[i, INTEGRAL] = min(max(integral, gains[i, OUTPUT_MIN]), gains[i, OUTPUT_MAX])
-        value = proportional + state[i, INTEGRAL] - damping
-
-    output = min(max(value, low), high)
+    output, integral, derivative = pid_law(
+        setpoint,
+        measurement,
+        dt,
+        gains[i, KP],
+        gains[i, KI],
+        gains[i, KD],
+        gains[i, DERIVATIVE_TAU_S],
+        gains[i, OUTPUT_MIN],
+        gains[i, OUTPUT_MAX],
+        gains[i, RATE_LIMIT_PCT_S],
+        state[i, INTEGRAL],
+        state[i, FILTERED_DERIVATIVE],
+        state[i, PREVIOUS_MEASUREMENT],
+        state[i, OUTPUT],
+    )
+    state[i, INTEGRAL] = integral
     state[i, FILTERED_DERIVATIVE] = derivative
     state[i, PREVIOUS_MEASUREMENT] = measurement
     state[i, OUTPUT] = output
@@ -158,7 +230,10 @@ def temperature_pid(
 ) -> None:
     """Compute every unit's heater output in %, updating `state` in place.
 
-    A disabled unit, or one whose measurement or setpoint is NaN, gets 0 %. `dt` must be > 0.
+    Row layout (one row of gains and of state per unit), for single-unit simulations such as
+    the digital twin; the daemon's tick is `safety.temperature_tick`, which runs the same law on
+    a column layout. A disabled unit, or one whose measurement or setpoint is NaN, gets 0 %.
+    `dt` must be > 0.
     """
     for i in range(setpoint.shape[0]):
         if not enabled[i] or measurement[i] != measurement[i] or setpoint[i] != setpoint[i]:

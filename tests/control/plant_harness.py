@@ -61,12 +61,11 @@ class ClosedLoop:
         self.state[0, plant.AGE_H] = age_h
         self.params = plant.PlantParameters().as_row()[None, :]
         self.setpoint = np.array([setpoint])
-        self.gains = pid.TemperatureGains().as_row()[None, :]
-        self.guard_settings = safety.GuardSettings().as_row()[None, :]
-        self.pid_state = np.zeros((1, pid.STATE_COLUMNS))
-        self.guard = safety.new_guard_state(1)
-        self.heater = np.zeros(1)
-        self.flags = np.zeros(1, dtype=np.int64)
+        self.temperature = safety.TemperatureArrays(
+            [pid.TemperatureGains()], [safety.GuardSettings()]
+        )
+        self.heater = self.temperature.heater
+        self.flags = self.temperature.flags
         self.est_settings = estimator.EstimatorSettings().as_row()[None, :]
         self.est_state = estimator.new_estimator_state(1)
         self.density = np.full(1, math.nan)
@@ -82,18 +81,9 @@ class ClosedLoop:
         density_noise = self.rng.normal(0.0, DENSITY_NOISE) if self.noise else 0.0
         sensed = self.state[:, plant.SENSOR_TEMPERATURE] + temperature_noise
         probe = self.state[:, plant.DENSITY] * max(1.0 + density_noise, 0.0)
-        safety.temperature_tick(
-            self.setpoint,
-            sensed,
-            np.full(1, math.nan),
-            self.gains,
-            self.guard_settings,
-            self.pid_state,
-            self.guard,
-            PERIOD_S,
-            self.heater,
-            self.flags,
-        )
+        self.temperature.setpoint[:] = self.setpoint
+        self.temperature.measured[:] = sensed
+        safety.temperature_tick(self.temperature.block, PERIOD_S)
         volume = self.state[:, plant.VOLUME_ML].copy()
         estimator.growth_estimator(
             probe, volume, self.est_settings, self.est_state, PERIOD_S, self.density, self.growth

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from plant_harness import PERIOD_S, ClosedLoop
 
+from shuttled.control import temperature as pid
+
 
 def _settling_s(loop: ClosedLoop, band: float, after_s: float = 0.0) -> float:
     """Time from `after_s` until the liquid last left the band around the setpoint."""
@@ -50,7 +52,7 @@ def test_warm_up_numbers_at_200_ml_match_the_design_note() -> None:
 def test_without_the_pre_load_warm_up_is_much_slower() -> None:
     """Why the feed-forward pre-load exists: the integrator alone takes over an hour."""
     loop = ClosedLoop(seed=0, volume_ml=200.0, noise=False)
-    loop.gains[0, 5] = 0.0  # UA = 0: the model predicts no steady-state duty
+    loop.temperature.gains[pid.UA_W_PER_K, 0] = 0.0  # the model predicts no steady-state duty
     loop.run(3 * 3600)
     assert _settling_s(loop, 0.1) > 60 * 60
 

@@ -5,61 +5,65 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from shuttled.control import safety
 from shuttled.control import temperature as pid
 
 
 class Tick:
-    """One unit's temperature tick with its arrays, for readable tests."""
+    """Some units' temperature tick with their arrays, for readable tests (unit 0 is reported)."""
 
     def __init__(self, n: int = 1, temperature_max: float = 40.0) -> None:
-        self.gains = np.tile(pid.TemperatureGains().as_row(), (n, 1))
-        self.settings = np.tile(
-            safety.GuardSettings(temperature_max=temperature_max).as_row(), (n, 1)
+        self.arrays = safety.TemperatureArrays(
+            [pid.TemperatureGains()] * n,
+            [safety.GuardSettings(temperature_max=temperature_max)] * n,
         )
-        self.pid_state = np.zeros((n, pid.STATE_COLUMNS))
-        self.guard = safety.new_guard_state(n)
-        self.heater = np.zeros(n)
-        self.flags = np.zeros(n, dtype=np.int64)
 
     def __call__(self, setpoint, measured, second=math.nan, kernel=None) -> tuple[float, int]:
-        (kernel or safety.temperature_tick)(
-            np.atleast_1d(np.asarray(setpoint, dtype=float)),
-            np.atleast_1d(np.asarray(measured, dtype=float)),
-            np.atleast_1d(np.asarray(second, dtype=float)),
-            self.gains,
-            self.settings,
-            self.pid_state,
-            self.guard,
-            5.0,
-            self.heater,
-            self.flags,
-        )
-        return float(self.heater[0]), int(self.flags[0])
+        self.arrays.setpoint[:] = setpoint
+        self.arrays.measured[:] = measured
+        self.arrays.second_sensor[:] = second
+        (kernel or safety.temperature_tick)(self.arrays.block, 5.0)
+        return float(self.arrays.heater[0]), int(self.arrays.flags[0])
 
 
-def test_numba_tick_is_bit_identical_to_its_python_reference() -> None:
-    n = 16
-    traces = []
-    for kernel in (safety.temperature_tick, safety.temperature_tick.py_func):
-        rng = np.random.default_rng(5)
-        tick = Tick(n)
-        trace = []
-        for k in range(600):
-            setpoint = np.where(rng.random(n) > 0.9, np.nan, 37.0)
-            measured = 35.0 + 6.0 * rng.random(n)
-            measured[rng.random(n) > 0.97] = np.nan
-            measured[:2] = 36.5 if k > 300 else measured[:2]  # two frozen sensors
-            second = np.where(rng.random(n) > 0.5, measured + 0.1, np.nan)
-            tick(setpoint, measured, second, kernel=kernel)
-            trace.append(
-                np.concatenate(
-                    [tick.heater, tick.flags, tick.pid_state.ravel(), tick.guard.ravel()]
-                )
-            )
-        traces.append(np.array(trace))
-    assert np.array_equal(traces[0], traces[1], equal_nan=True)
+def _trace(kernel, n: int, ticks: int, seed: int) -> np.ndarray:
+    """The whole block after each of `ticks` ticks of random readings, faults and setpoints."""
+    rng = np.random.default_rng(seed)
+    tick = Tick(n)
+    trace = []
+    for k in range(ticks):
+        setpoint = np.where(rng.random(n) > 0.9, np.nan, 37.0)
+        setpoint[rng.random(n) > 0.97] = 30.0 + 10.0 * rng.random()  # feed-forward shifts
+        measured = 35.0 + 6.0 * rng.random(n)
+        measured[rng.random(n) > 0.97] = np.nan
+        measured[:2] = 36.5 if k > ticks // 2 else measured[:2]  # two frozen sensors
+        second = np.where(rng.random(n) > 0.5, measured + 0.1, np.nan)
+        tick(setpoint, measured, second, kernel=kernel)
+        trace.append(tick.arrays.block.ravel().copy())
+    return np.array(trace)
+
+
+@pytest.mark.parametrize(("n", "ticks"), [(16, 600), (300, 60)])
+def test_numba_tick_is_bit_identical_to_its_python_reference(n: int, ticks: int) -> None:
+    """16 units run the scalar loop; from ~120 units on, LLVM's vectorized loop runs."""
+    numba = _trace(safety.temperature_tick, n, ticks, seed=5)
+    python = _trace(safety.temperature_tick.py_func, n, ticks, seed=5)
+    assert np.array_equal(numba, python, equal_nan=True)
+
+
+def test_the_views_share_the_kernels_block_and_rows_are_padded() -> None:
+    arrays = safety.TemperatureArrays(
+        [pid.TemperatureGains(kp=i) for i in range(1024)], [safety.GuardSettings()] * 1024
+    )
+    assert arrays.block.shape == (safety.ROWS, 1032)  # 129 groups of 8: rows not 4 KB apart
+    assert arrays.block.ctypes.data % 64 == 0 and arrays.block.flags.c_contiguous
+    arrays.measured[3] = 36.0
+    assert arrays.block[safety.MEASURED, 3] == 36.0
+    assert np.shares_memory(arrays.heater, arrays.pid_state)
+    assert arrays.gains[pid.KP, 7] == 7.0
+    assert [safety.padded_width(n) for n in (1, 8, 9, 16, 17, 1024)] == [8, 8, 24, 24, 24, 1032]
 
 
 def test_a_nan_or_implausible_reading_turns_the_heater_off_and_is_flagged() -> None:
