@@ -136,6 +136,7 @@ class ControlLoop:
         self._pump_counters: dict[DeviceKey, float] = {}
         self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
+        self._sensor_unusable_since: dict[str, float] = {}  # unit -> first tick it was bad
 
     # --- alarms -----
 
@@ -343,7 +344,8 @@ class ControlLoop:
             self.probe_density[i] = probe.density if good_probe else math.nan
 
     def _temperature_alarms(self, now: float) -> None:
-        """Flags to alarms; a new over-temperature trip also holds a running run (interlock)."""
+        """Flags to alarms; a new over-temperature trip also holds a running run (interlock),
+        and so does a temperature reading unusable for longer than `device_loss_hold_s`."""
         for unit, i in self.index.items():
             flags = int(self.flags[i])
             for bit, name, message in TEMPERATURE_ALARMS:
@@ -352,12 +354,30 @@ class ControlLoop:
                 else:
                     self._clear_alarm(unit, name)
             run = self.runs[unit]
+            self._hold_on_a_lasting_bad_sensor(unit, run, flags, now)
             if flags & safety.FLAG_TRIPPED and run.state == RunState.RUNNING:
                 run.action_failed(
                     now,
                     f"temperature trip: {self.measured[i]:.2f} °C measured, "
                     f"setpoint {self.setpoint[i]:.1f} °C",
                 )
+
+    def _hold_on_a_lasting_bad_sensor(
+        self, unit: str, run: UnitRun, flags: int, now: float
+    ) -> None:
+        """A bad or frozen temperature reading is a sensor lost while its controller answers:
+        like a lost device (SPEC §4), an alarm with the heater off while it is short, a hold
+        beyond `device_loss_hold_s`. The reason starts with "temperature", so the heater stays
+        off while HELD until an operator has looked (`UnitRun.temperature_setpoint`). A lost
+        controller is the device watch's to hold, with its own reason."""
+        unusable = flags & (safety.FLAG_BAD | safety.FLAG_STALE)
+        if not unusable or self.watch.is_lost(DeviceKey(unit, "bioreactor")):
+            self._sensor_unusable_since.pop(unit, None)
+            return
+        since = self._sensor_unusable_since.setdefault(unit, now)
+        if now - since >= self.config.device_loss_hold_s and run.state == RunState.RUNNING:
+            kind = "frozen" if flags & safety.FLAG_STALE else "unusable"
+            run.action_failed(now, f"temperature sensor {kind} for {now - since:.0f} s")
 
     async def _write_heaters(self) -> None:
         for bioreactor in self.devices.bioreactors.values():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from protocols.loader import load_protocol_text
-from protocols.state_machine import RunState
+from protocols.state_machine import Command, RunState
 from shuttled.clock import VirtualClock
 from shuttled.control.loop import ControlLoop
 from shuttled.devices import Devices
@@ -120,3 +120,31 @@ async def test_a_controller_restart_turns_the_heater_off_and_recovers(stack: Sta
     assert stack.loop.heater[0] > 0.0 and stack.run.state == RunState.RUNNING
     bioreactor = next(iter(stack.loop.devices.bioreactors.values()))
     assert [c.health for c in bioreactor.health_changes][-2:] == ["LOST", "CONNECTED"]
+
+
+async def test_a_temperature_sensor_unusable_beyond_the_hold_time_holds_with_the_heater_off(
+    stack: Stack,
+) -> None:
+    await stack.ticks(24)
+    await stack.instrument.inject(Fault("sensor_nan", unit="U01", duration_s=300.0))
+    await stack.ticks(6)  # 30 s: an alarm, the heater off, the run going on
+    assert "TEMPERATURE_SENSOR_BAD" in stack.loop.alarms["U01"]
+    assert stack.loop.heater[0] == 0.0 and stack.run.state == RunState.RUNNING
+    await stack.ticks(7)  # past device_loss_hold_s (60 s)
+    assert stack.run.state == RunState.HELD
+    assert stack.run.hold_reason == "temperature sensor unusable for 60 s"
+    await stack.ticks(60)  # the sensor is back: the alarm clears, the heater waits for an operator
+    assert "TEMPERATURE_SENSOR_BAD" not in stack.loop.alarms["U01"]
+    assert stack.run.state == RunState.HELD and stack.loop.heater[0] == 0.0
+    stack.run.command(Command.RESTART, "sensor replaced", stack.clock.now(), user="alice")
+    await stack.ticks(2)
+    assert stack.run.state == RunState.RUNNING and stack.loop.heater[0] > 0.0
+
+
+async def test_a_short_sensor_dropout_is_only_an_alarm(stack: Stack) -> None:
+    await stack.ticks(24)
+    await stack.instrument.inject(Fault("sensor_nan", unit="U01", duration_s=50.0))
+    await stack.ticks(30)
+    assert stack.run.state == RunState.RUNNING and stack.run.hold_reason == ""
+    assert "TEMPERATURE_SENSOR_BAD" not in stack.loop.alarms["U01"]
+    assert stack.loop.heater[0] > 0.0
