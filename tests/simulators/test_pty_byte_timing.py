@@ -82,9 +82,7 @@ async def test_a_reply_takes_its_frames_time_on_the_wire_at_9600_baud(
     assert timed - untimed > expected / 2
 
 
-async def test_delays_follow_the_simulation_clocks_speed(
-    bus: PtyBus, port: serial.Serial
-) -> None:
+async def test_delays_follow_the_simulation_clocks_speed(bus: PtyBus, port: serial.Serial) -> None:
     simulated = on_wire_s(len(REQUEST) + len(REPLY), 1200) + TURNAROUND_S  # ≈ 0.94 s
     bus.set_timing(LineTiming(1200, turnaround_s=TURNAROUND_S, speed=10.0))
     elapsed, _ = await round_trip(port, REQUEST, len(REPLY))
