@@ -1,10 +1,10 @@
 """The control tick: measure every unit, regulate in one kernel call, step every run, act.
 
 Per tick there is one batched read and one batched write per bioreactor controller, a read of
-the probes due this tick (each every `poll_period_s`, staggered) and a request per watched pump
-on each serial bus (buses in parallel), one call of the
-temperature kernel (measurement checks, over-temperature trip and PID for every unit) and one
-call of the growth estimator for every unit. `dt` is the process time since the last tick, from
+the probes due this tick (each every `poll_period_s`, staggered) and a STATUS request per watched
+pump (`pump_polling`), the three kinds of line asked at once, one call of the temperature kernel
+(measurement checks, over-temperature trip and PID for every unit) and one call of the growth
+estimator for every unit. `dt` is the process time since the last tick, from
 the injected clock, so a late tick is integrated as late rather than as on time.
 
 Device failures never escape the tick: they become NaN measurements, which the temperature
@@ -25,21 +25,17 @@ import numpy as np
 import structlog
 
 from drivers.bioreactor_opcua import BioreactorReading
-from drivers.interfaces import DeviceError, ProbeReading, PumpStatus
+from drivers.interfaces import DeviceError, ProbeReading
 from protocols.state_machine import RunState
 from shuttled.clock import Clock
 from shuttled.config import DaemonConfig
 from shuttled.control import growth_estimator as estimator
 from shuttled.control import safety
 from shuttled.control.device_loss import DeviceKey, DeviceWatch, poll_bus
-from shuttled.control.pump_alarms import (
-    PumpUnavailable,
-    mid_transfer,
-    settle_alarms,
-    watchdog_ms,
-)
+from shuttled.control.pump_alarms import watchdog_ms
+from shuttled.control.pump_polling import PumpPoller
 from shuttled.devices import Devices
-from shuttled.engine.actions import Action, Dispense, PumpView, StopPump, UnitSnapshot
+from shuttled.engine.actions import Action, Dispense, StopPump, UnitSnapshot
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.statistics import RunStatistics
 from shuttled.engine.unit_run import UnitRun
@@ -54,9 +50,6 @@ TEMPERATURE_ALARMS = (
     (safety.FLAG_STALE, "TEMPERATURE_SENSOR_STALE", "temperature reading frozen: heater off"),
     (safety.FLAG_TRIPPED, "OVER_TEMPERATURE", "over-temperature trip: heater off"),
 )
-# Every pump, also idle ones, is asked for its STATUS this often: latched alarms are cleared
-# before a transfer needs the pump, and a pump that vanished is noticed while it is not needed.
-SURVEY_EVERY_TICKS = 12
 
 
 class UnitEstimate:
@@ -132,8 +125,10 @@ class ControlLoop:
         self.last_readings: dict[str, BioreactorReading] = {}
         self.ticks = 0
         self.watch = DeviceWatch(config.device_loss_hold_s)
-        self.pump_watchdog_ms = watchdog_ms(config.control_period_s)
-        self._pump_counters: dict[DeviceKey, float] = {}
+        self.pumps = PumpPoller(
+            devices, self.unit_ids, runs, self.watch, watchdog_ms(config.control_period_s),
+            self._raise_alarm, self._clear_alarm,
+        )  # fmt: skip
         self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
         self._sensor_unusable_since: dict[str, float] = {}  # unit -> first tick it was bad
@@ -190,56 +185,6 @@ class ControlLoop:
             merged.update({key.unit: reading for key, reading in part.items()})
         return merged
 
-    async def _read_pumps(self, now: float) -> dict[str, dict[str, PumpView]]:
-        """STATUS of the pumps the engine waits on, of lost ones due a probe, of all on a survey
-        tick; one bus at a time per line, lines in parallel."""
-        survey = self.watch.tick % SURVEY_EVERY_TICKS == 1
-        by_bus: dict[int, list[DeviceKey]] = {}
-        for unit in self.unit_ids:
-            watched = self._watched_pumps(self.runs[unit])
-            for name, pump in self.devices.units[unit].pumps.items():
-                key = DeviceKey(unit, f"pump {name}")
-                if survey or name in watched or self.watch.is_lost(key):
-                    by_bus.setdefault(id(pump.bus), []).append(key)
-        parts = await asyncio.gather(
-            *(poll_bus(keys, self._pump_status, self.watch, now) for keys in by_bus.values())
-        )
-        views: dict[str, dict[str, PumpView]] = {u: {} for u in self.unit_ids}
-        for part in parts:
-            for key, status in part.items():
-                views[key.unit][key.device.removeprefix("pump ")] = PumpView(
-                    status.state == "RUN", status.dispensed_ul, status.alarms
-                )
-        return views
-
-    async def _pump_status(self, key: DeviceKey) -> PumpStatus:
-        """One pump's STATUS after the alarm policy (`pump_alarms`); re-arms its watchdog when
-        it may have forgotten it (back from a loss, or its counter restarted: a power cycle)."""
-        name = key.device.removeprefix("pump ")
-        pump = self.devices.units[key.unit].pumps[name]
-        status = await pump.status()
-        last = self._pump_counters.get(key)
-        if self.watch.is_lost(key) or (last is not None and status.dispensed_ul < last):
-            await pump.set_watchdog(self.pump_watchdog_ms)
-        alarm = f"PUMP_{name.upper()}_ALARM"
-        run = self.runs[key.unit]
-        try:
-            check = await settle_alarms(
-                pump, status, mid=mid_transfer(run, name), wdog_ms=self.pump_watchdog_ms
-            )
-        except PumpUnavailable as unavailable:
-            self._raise_alarm(key.unit, alarm, str(unavailable))
-            if name in self._watched_pumps(run):
-                raise  # the run needs it: counts as lost, and holds the run if it lasts
-            return status  # an idle pump with an open cover does not hold the run
-        if check.cleared:
-            self._raise_alarm(key.unit, alarm, ",".join(sorted(check.cleared)))
-            self._clear_alarm(key.unit, alarm)
-        elif check.status.alarms:
-            self._raise_alarm(key.unit, alarm, ",".join(sorted(check.status.alarms)))
-        self._pump_counters[key] = check.status.dispensed_ul
-        return check.status
-
     def _device_losses(self, now: float) -> None:
         """Loss alarms follow the watch; a loss beyond `device_loss_hold_s` holds the run."""
         for unit in self.unit_ids:
@@ -256,20 +201,6 @@ class ControlLoop:
                 now, f"device lost: {key.device} on {key.unit} for {lost_for:.0f} s"
             )
 
-    @staticmethod
-    def _watched_pumps(run: UnitRun) -> set[str]:
-        """Only pumps the engine is waiting on are polled every tick (the bus is shared)."""
-        if run.transfer is not None:
-            return {run.transfer.pump}
-        phase = run.phase
-        if (
-            run.state == RunState.RUNNING
-            and phase is not None
-            and run.step_index < len(phase.steps)
-        ):
-            return {phase.steps[run.step_index].pump}
-        return set()
-
     # --- the tick -----
 
     async def tick(self, now: float) -> None:
@@ -281,7 +212,7 @@ class ControlLoop:
         # The controllers, the probe lines and the pump lines are independent transports: they
         # are asked at once, so a tick waits for the slowest of them, not for their sum.
         readings, probes, pumps = await asyncio.gather(
-            self._read_bioreactors(now), self._read_probes(now), self._read_pumps(now)
+            self._read_bioreactors(now), self._read_probes(now), self.pumps.read(now)
         )
         self._device_losses(now)
         self.last_readings = readings
