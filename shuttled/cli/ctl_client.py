@@ -8,6 +8,7 @@ to the next secure policy, and to SecurityPolicy None only if the server offers 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -86,8 +87,47 @@ async def _choose_endpoint(client: Client) -> ua.EndpointDescription | None:
     return None
 
 
+def _der_of(path: Path) -> bytes:
+    """A certificate file's DER bytes, whether the file holds DER or PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CtlError(f"cannot read server certificate {path}: {error.strerror}") from None
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+        return x509.load_der_x509_certificate(data).public_bytes(Encoding.DER)
+    except ValueError:
+        raise CtlError(f"{path} is not an X.509 certificate (DER or PEM)") from None
+
+
+def _fingerprint(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def check_server_certificate(offered: ua.EndpointDescription | None, pinned: Path) -> None:
+    """Refuse, before any password is sent, a daemon whose certificate is not the pinned one:
+    the endpoint list a client reads first is not authenticated, so without a pin a machine in
+    the middle could offer its own certificate and receive the operator's password."""
+    expected = _der_of(pinned)
+    if offered is None:
+        raise CtlError("the daemon offers no secure endpoint, so its certificate cannot be "
+                       f"checked against {pinned}")
+    actual = bytes(offered.ServerCertificate or b"")
+    if actual != expected:
+        raise CtlError(f"the daemon's certificate (SHA-256 {_fingerprint(actual)}…) is not the "
+                       f"one in {pinned} ({_fingerprint(expected)}…): not signing in")
+
+
 async def open_session(
-    endpoint: str, user: str | None, password: str | None, pki_dir: Path | None
+    endpoint: str,
+    user: str | None,
+    password: str | None,
+    pki_dir: Path | None,
+    server_cert: Path | None = None,
 ) -> Session:
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     client = Client(endpoint, timeout=TIMEOUT_S)
@@ -97,6 +137,8 @@ async def open_session(
     certificate_path: Path | None = None
     try:
         chosen = await _choose_endpoint(client)
+        if server_cert is not None:
+            check_server_certificate(chosen, server_cert)
         policy_name = "None"
         if chosen is not None:
             policy = next(p for p in PREFERRED if chosen.SecurityPolicyUri == p.URI)

@@ -38,6 +38,11 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pki-dir", type=Path, metavar="DIR",
                         help="where shuttlectl keeps its client certificate "
                         "(default ~/.config/shuttlectl/pki)")
+    parser.add_argument("--server-cert", type=Path, metavar="FILE",
+                        default=os.environ.get("SHUTTLECTL_SERVER_CERT") or None,
+                        help="the daemon's certificate (DER or PEM, e.g. a copy of its "
+                        "<data_dir>/pki/own/cert.der): refuse any other before signing in "
+                        "(default $SHUTTLECTL_SERVER_CERT)")
 
 
 def _json(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +99,9 @@ def _offline_audit(args: argparse.Namespace) -> int:
 
 async def _online(args: argparse.Namespace) -> int:
     user, password = read_credentials(args.user, args.password_file)
-    session = await open_session(args.endpoint, user, password, args.pki_dir)
+    session = await open_session(
+        args.endpoint, user, password, args.pki_dir, server_cert=args.server_cert
+    )
     try:
         if args.command == "status":
             return await commands.cmd_status(session, args)

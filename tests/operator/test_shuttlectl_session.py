@@ -159,3 +159,28 @@ def test_offline_verification_reads_the_journal_file(simulation: Simulation) -> 
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ok"] is True
+
+
+def test_a_pinned_server_certificate_is_checked_before_signing_in(
+    simulation: Simulation, tmp_path: Path
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from shuttled.operator_server.pki import ensure_certificate
+
+    own = simulation.data_dir / "pki" / "own" / "cert.der"
+    pinned = simulation.ctl("--server-cert", str(own), "status", "--json")
+    assert pinned.returncode == 0, pinned.stderr
+    pem = tmp_path / "daemon.pem"
+    pem.write_bytes(x509.load_der_x509_certificate(own.read_bytes()).public_bytes(Encoding.PEM))
+    assert simulation.ctl("--server-cert", str(pem), "status").returncode == 0
+
+    impostor = ensure_certificate(tmp_path / "other", "urn:other", "other", server=True)
+    refused = simulation.ctl("--server-cert", str(impostor.certificate), "status")
+    assert refused.returncode == 1
+    assert "not signing in" in refused.stderr and "Traceback" not in refused.stderr
+    not_a_certificate = tmp_path / "notes.txt"
+    not_a_certificate.write_text("hello")
+    garbled = simulation.ctl("--server-cert", str(not_a_certificate), "status")
+    assert garbled.returncode == 1 and "is not an X.509 certificate" in garbled.stderr
