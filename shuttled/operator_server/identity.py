@@ -25,6 +25,7 @@ from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 
+from shuttled.operator_server.standard_nodes import load_standard_nodes
 from shuttled.users import UsersFileError, load_users, verify_password
 
 log = structlog.get_logger("shuttled.operator")
@@ -109,7 +110,15 @@ class _OperatorSession(InternalSession):
 
 
 class OperatorInternalServer(InternalServer):
-    """Creates our session class for every client session (the internal admin one stays)."""
+    """Creates our session class for every client session (the internal admin one stays), and
+    takes the standard address space from our cache rather than asyncua's shelf."""
+
+    async def load_standard_address_space(self, shelf_file: Path | None = None) -> None:
+        """`shelf_file` (from `Server.init`) is the path of our cache (standard_nodes.py)."""
+        if shelf_file is None:
+            await super().load_standard_address_space(None)
+            return
+        await load_standard_nodes(self, shelf_file)
 
     def create_session(
         self, name: str, user: User | None = None, external: bool = False

@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,6 +35,7 @@ from shuttled.operator_server.identity import (
 from shuttled.operator_server.methods import MethodHandlers
 from shuttled.operator_server.mirror import Mirror
 from shuttled.operator_server.pki import TrustList, ensure_certificate
+from shuttled.operator_server.read_only import make_read_only
 
 log = structlog.get_logger("shuttled.operator")
 
@@ -46,21 +48,6 @@ MIN_REFRESH_INTERVAL_S = 0.1  # wall time: at --speed max, ticks come far faster
 
 class OperatorServerError(Exception):
     """The server cannot start as configured (the message says why)."""
-
-
-def _make_everything_read_only(server: Server) -> None:
-    """Clear CurrentWrite on every node, the standard ones included (asyncua's diagnostics and
-    role configuration are writable by default): nothing is set over the network."""
-    aspace = server.iserver.aspace
-    for nodeid in list(aspace.keys()):
-        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
-            value = aspace[nodeid].attributes.get(attribute)
-            if value is not None and value.value is not None and value.value.Value is not None:
-                level = value.value.Value.Value
-                if isinstance(level, int) and level & ua.AccessLevel.CurrentWrite.mask:
-                    value.value = ua.DataValue(ua.Variant(
-                        level & ~ua.AccessLevel.CurrentWrite.mask, ua.VariantType.Byte
-                    ))
 
 
 def _drop_service_fault_lines(record: logging.LogRecord) -> bool:
@@ -85,13 +72,17 @@ class OperatorServer:
         journal: Journal,
         clock: Clock,
         audit: AuditTrail | None = None,
+        standard_nodes_cache: Path | None = None,
     ) -> None:
+        """`standard_nodes_cache`: file of the standard address space cache (standard_nodes.py);
+        None builds it in memory on every start (1.2 s), as a short-lived daemon may as well."""
         self.config = config
         self.operations = operations
         self.journal = journal
         self.clock = clock
         self.audit = audit or AuditTrail(journal.path)
         self._owns_audit = audit is None
+        self.standard_nodes_cache = standard_nodes_cache
         self.endpoint = config.operator.endpoint
         self.application_uri = f"urn:cellshuttle:shuttled:{config.instrument_id}"
         self.server: Server | None = None
@@ -111,7 +102,7 @@ class OperatorServer:
         if settings.users_file is None:
             log.warning("no users file configured: nobody can sign in to the operator server")
         server = Server(iserver=OperatorInternalServer(user_manager=users))  # type: ignore[arg-type]
-        await server.init()
+        await server.init(self.standard_nodes_cache)
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"shuttled {self.config.instrument_id}")
         server.product_uri = "urn:cellshuttle:shuttled"
@@ -148,7 +139,7 @@ class OperatorServer:
             self.handlers.units[nodes.object.nodeid] = unit.unit_id
         self.mirror = Mirror(server, builder, units, health, self.operations, self.journal,
                              self.clock)
-        _make_everything_read_only(server)
+        make_read_only(server.iserver.aspace._nodes)
         await self.mirror.add_past_results()
         await self.mirror.refresh()
         try:

@@ -35,6 +35,9 @@ from shuttled.users import User, hash_password, save_users
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "protocols" / "library" / "demo.yaml"
 INSTRUMENT = "CS-TEST"
+# The standard address space cache every daemon of the session starts from, as `serve` does
+# (set by conftest.py); None: built in memory.
+STANDARD_NODES_CACHE: Path | None = None
 
 # name: (role, password). "admin" is a viewer: the name must give nothing special.
 ACCOUNTS = {
@@ -105,10 +108,11 @@ async def make_daemon(
     clock = VirtualClock()
     runs = {u.unit_id: UnitRun(u.unit_id) for u in config.units}
     operations = Operations(config, runs, journal, clock, RunPersistence(journal))
-    server = OperatorServer(config, operations, journal, clock)
+    server = OperatorServer(
+        config, operations, journal, clock, standard_nodes_cache=STANDARD_NODES_CACHE
+    )
     await server.start()
     return Daemon(server, endpoint, data_dir, runs, clock)
-
 
 
 async def connect(
