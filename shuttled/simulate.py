@@ -34,6 +34,7 @@ from shuttled.engine.unit_run import UnitRun
 from shuttled.journal import Journal
 from shuttled.operations import OperationRefused, Operations
 from shuttled.operator_server import OperatorServer, OperatorServerError
+from shuttled.operator_server.standard_nodes import user_cache_file
 from shuttled.report_history import TelemetryRecorder
 from shuttled.sim_config import config_for_instrument
 from shuttled.summary import RunSummary, summarise
@@ -167,7 +168,9 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             persistence = RunPersistence(journal)
             loop = ControlLoop(config, devices, runs, clock, journal, persistence)
             operations = Operations(config, runs, journal, clock, persistence)
-            operator = OperatorServer(config, operations, journal, clock)
+            operator = OperatorServer(
+                config, operations, journal, clock, standard_nodes_cache=user_cache_file()
+            )
             try:
                 await operator.start()
             except OperatorServerError as error:

@@ -59,6 +59,13 @@ def cache_file(data_dir: Path) -> Path:
     return (Path(directory) if directory else data_dir / "cache") / FILE_NAME
 
 
+def user_cache_file() -> Path:
+    """For `shuttled simulate`, whose data directory is often a throwaway: the user's cache
+    ($XDG_CACHE_HOME, else ~/.cache), shared by every simulation of this user."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "shuttled" / FILE_NAME
+
+
 def cache_identity() -> dict[str, object]:
     """What the pickled nodes depend on: any difference makes the file useless, not dangerous."""
     return {
