@@ -191,6 +191,20 @@ async def read_audit(session: Session) -> list[dict[str, Any]]:
         first = next_record
 
 
+async def read_report(session: Session, run_id: str) -> bytes:
+    """A run's report from the daemon, piece by piece (`Reports.Read`, report_methods.py)."""
+    reports = await session.instrument.get_child(f"{session.ns}:Reports")
+    html, offset = b"", 0
+    while True:
+        piece, following = await call(session, reports, "Read", [
+            ua.Variant(run_id, ua.VariantType.String), ua.Variant(offset, ua.VariantType.UInt32),
+        ])
+        html += piece or b""
+        if not following:
+            return html
+        offset = following
+
+
 async def verify_online(session: Session) -> dict[str, Any]:
     trail = await session.instrument.get_child(f"{session.ns}:AuditTrail")
     (result,) = await call(session, trail, "Verify", [])

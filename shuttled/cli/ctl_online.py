@@ -113,6 +113,10 @@ async def _online(args: argparse.Namespace) -> int:
             return await commands.cmd_start(session, args)
         if args.command in STATE_COMMANDS:
             return await commands.cmd_command(session, args)
+        if args.command == "report":
+            from shuttled.cli.ctl_report import write_report_file
+
+            return write_report_file(await commands.read_report(session, args.run_id), args)
         if args.command == "audit" and args.audit_command == "verify":
             result = await commands.verify_online(session)
             return commands.print_verification(result, args.json, args.endpoint)
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "audit" and args.journal is not None:
             return _offline_audit(args)
-        if args.command == "report":  # from the journal, see ctl_report.py
+        if args.command == "report" and (args.journal or args.config):  # see ctl_report.py
             from shuttled.cli.ctl_report import report_offline
 
             return report_offline(args)

@@ -1,11 +1,10 @@
 """`shuttlectl report RUN_ID [-o FILE.html]`: a run's self-contained HTML report.
 
-The report is made from the journal file (SPEC §10), read-only: `--journal FILE`, or the journal
-in the data directory of the daemon's configuration (`--config FILE`, else `$SHUTTLED_CONFIG`,
-else /etc/shuttled/shuttled.toml), so it works on the instrument's PC while the daemon runs and
-on a QA reviewer's PC with a copy of the journal. It does not go over OPC UA in this version:
-SPEC §5 publishes no history to fetch a report from, and a report must show exactly what the
-journal holds.
+By default the daemon renders it from its journal and hands it over the operator interface
+(`Reports.Read`, an extension of SPEC §5, audited), like every other command of SPEC §1. Offline,
+the same report is made from a journal file (SPEC §10), read-only: `--journal FILE` (a copy for
+QA), or the journal in the data directory of a daemon configuration (`--config FILE`), so it also
+works on the instrument's PC without signing in.
 """
 
 from __future__ import annotations
@@ -39,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report",
         help="write a run's report as one self-contained HTML file",
         description="Write a run's report (plots, protocol and parameters, state timeline with "
-        "users and reasons, alarms, audit records) from the journal, read-only.",
+        "users and reasons, alarms, audit records): from the daemon over OPC UA, or from a "
+        "journal file with --journal or --config.",
     )
     report.add_argument("run_id", metavar="RUN_ID")
     report.add_argument("-o", "--output", type=Path, metavar="FILE.html",
@@ -48,8 +48,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--journal", type=Path, metavar="FILE",
                        help="the journal file to read (e.g. a copy for QA)")
     where.add_argument("--config", type=Path, metavar="FILE",
-                       help="the daemon's configuration; its data directory holds the journal "
-                       "(default $SHUTTLED_CONFIG or /etc/shuttled/shuttled.toml)")
+                       help="a daemon configuration whose data directory holds the journal "
+                       "(read offline)")
+
+
+def write_report_file(html: bytes, args: argparse.Namespace) -> int:
+    """The report fetched from the daemon, written whole or not at all."""
+    output: Path = args.output or Path(f"{args.run_id}.html")
+    temporary = output.with_name(output.name + ".tmp")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(html)
+        temporary.replace(output)
+    except OSError as error:
+        return fail(f"cannot write {output}: {error}")
+    print(output)
+    return EXIT_OK
 
 
 def report_offline(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from shuttled.operator_server.methods import MethodHandlers
 from shuttled.operator_server.mirror import Mirror
 from shuttled.operator_server.pki import TrustList, ensure_certificate
 from shuttled.operator_server.read_only import make_read_only
+from shuttled.operator_server.report_methods import ReportMethods
 
 log = structlog.get_logger("shuttled.operator")
 
@@ -130,6 +131,9 @@ class OperatorServer:
         self.handlers = MethodHandlers(self.operations, self.audit, self._after_change)
         device, health, unit_set = await builder.build_device()
         await AuditMethods(self.audit).add_to(device, ns, self.config.instrument_id)
+        await ReportMethods(self.journal.path, self.audit).add_to(
+            device, ns, self.config.instrument_id
+        )
         units: dict[str, UnitNodes] = {}
         for unit in self.config.units:
             nodes = await builder.build_unit(

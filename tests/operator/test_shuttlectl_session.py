@@ -184,3 +184,34 @@ def test_a_pinned_server_certificate_is_checked_before_signing_in(
     not_a_certificate.write_text("hello")
     garbled = simulation.ctl("--server-cert", str(not_a_certificate), "status")
     assert garbled.returncode == 1 and "is not an X.509 certificate" in garbled.stderr
+
+
+def test_a_report_comes_over_the_operator_interface_and_is_audited(
+    simulation: Simulation, tmp_path: Path
+) -> None:
+    loaded = simulation.ctl("load", "U02", str(DEMO))
+    assert loaded.returncode == 0, loaded.stderr
+    started = simulation.ctl("start", "U02", "--reason", "report test", "--json")
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    output = tmp_path / "reports" / "run.html"
+    fetched = simulation.ctl("report", run_id, "-o", str(output))
+    assert fetched.returncode == 0, fetched.stderr
+    html = output.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and run_id in html and "report test" in html
+    offline = tmp_path / "offline.html"
+    from_journal = subprocess.run(
+        [str(BIN / "shuttlectl"), "report", run_id, "-o", str(offline), "--journal",
+         str(simulation.data_dir / "journal.sqlite3")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert from_journal.returncode == 0, from_journal.stderr
+    assert "report test" in offline.read_text(encoding="utf-8")
+
+    unknown = simulation.ctl("report", "CS-SIM-U09-0001", "-o", str(tmp_path / "none.html"))
+    assert unknown.returncode == 1 and "no run 'CS-SIM-U09-0001'" in unknown.stderr
+    assert not (tmp_path / "none.html").exists()
+    log = json.loads(simulation.ctl("audit", "log", "--json").stdout)
+    reads = [r for r in log if r["method"] == "ReportRead"]
+    assert [r["result"] for r in reads[-2:]] == ["Good", "BadInvalidArgument"]
+    assert reads[-2]["arguments"] == {"run_id": run_id} and reads[-2]["user"] == "sim"
