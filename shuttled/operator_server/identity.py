@@ -25,6 +25,7 @@ from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 
+from shuttled.operator_server.sign_in_throttle import SignInThrottle
 from shuttled.operator_server.standard_nodes import load_standard_nodes
 from shuttled.users import UsersFileError, load_users, verify_password
 
@@ -90,11 +91,26 @@ def _peer_text(peer: Any) -> str:
         return str(peer)
 
 
+def _peer_host(peer: Any) -> str:
+    try:
+        return str(peer[0])
+    except (TypeError, IndexError):
+        return str(peer)
+
+
 class _OperatorSession(InternalSession):
     async def create_session(self, params: Any, sockname: Any = None) -> Any:
         token = _current_peer.set(self.name)
         try:
             return await super().create_session(params, sockname=sockname)
+        finally:
+            _current_peer.reset(token)
+
+    def activate_session(self, params: Any, peer_certificate: bytes | None) -> Any:
+        """The sign-in: the user manager needs to know which host is trying (throttling)."""
+        token = _current_peer.set(self.name)
+        try:
+            return super().activate_session(params, peer_certificate)
         finally:
             _current_peer.reset(token)
 
@@ -140,6 +156,7 @@ class UsersFileManager:
         self.allow_anonymous_read = allow_anonymous_read
         self._mtime: float | None = None
         self._users: dict = {}
+        self.throttle = SignInThrottle()
         self._reload()
 
     def _reload(self) -> None:
@@ -170,14 +187,22 @@ class UsersFileManager:
                 return OperatorUser(role=UserRole.Anonymous, name=None, shuttle_role=ANONYMOUS)
             log.warning("anonymous session refused")
             return None
+        host = _peer_host(current_peer())
+        if self.throttle.locked(host):
+            log.warning("sign-in refused: too many failures from this host", user=username,
+                        host=host)
+            return None
         self._reload()
         account = self._users.get(username)
         secret = password if isinstance(password, str) else (password or b"").decode(
             "utf-8", "replace"
         )
         if account is None or not verify_password(secret, account.password_hash):
-            log.warning("sign-in refused", user=username)
+            log.warning("sign-in refused", user=username, host=host)
+            if self.throttle.failed(host):
+                log.error("sign-ins from this host locked after repeated failures", host=host)
             return None
+        self.throttle.succeeded(host)
         log.info("signed in", user=username, role=account.role)
         return OperatorUser(role=UserRole.User, name=username, shuttle_role=account.role)
 
