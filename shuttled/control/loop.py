@@ -131,7 +131,7 @@ class ControlLoop:
         )  # fmt: skip
         self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
-        self._sensor_unusable_since: dict[str, float] = {}  # unit -> first tick it was bad
+        self._sensor_unusable_since: dict[str, float] = {}  # unit -> when its reading went bad
 
     # --- alarms -----
 
