@@ -19,7 +19,8 @@ from shuttled.operator_server.identity import ANONYMOUS, current_caller
 PAGE = 500
 
 
-def _argument(name: str, kind: int, description: str) -> ua.Argument:
+def method_argument(name: str, kind: int, description: str) -> ua.Argument:
+    """A scalar argument description, for the methods this server adds beyond SPEC §5."""
     argument = ua.Argument()
     argument.Name = name
     argument.DataType = ua.NodeId(kind)
@@ -42,16 +43,20 @@ class AuditMethods:
             ua.QualifiedName("Verify", ns),
             self.verify,
             [],
-            [_argument("Result", ua.ObjectIds.String,
-                       "JSON: ok, records, head, broken_record, problem")],
+            [method_argument("Result", ua.ObjectIds.String,
+                             "JSON: ok, records, head, broken_record, problem")],
         )
         await trail.add_method(
             ua.NodeId(f"{instrument_id}.AuditTrail.Read", ns),
             ua.QualifiedName("Read", ns),
             self.read,
-            [_argument("FirstRecord", ua.ObjectIds.UInt32, "sequence number to start at (1)")],
-            [_argument("Records", ua.ObjectIds.String, f"JSON array, at most {PAGE} records"),
-             _argument("NextRecord", ua.ObjectIds.UInt32, "where the next page starts; 0: end")],
+            [method_argument(
+                "FirstRecord", ua.ObjectIds.UInt32, "sequence number to start at (1)"
+            )],
+            [method_argument("Records", ua.ObjectIds.String, f"JSON array, at most {PAGE} records"),
+             method_argument(
+                 "NextRecord", ua.ObjectIds.UInt32, "where the next page starts; 0: end"
+             )],
         )
 
     def _refused(self, method: str, status: int, message: str) -> ua.CallMethodResult:

@@ -19,7 +19,7 @@ from typing import Any
 from asyncua import Node, ua
 
 from shuttled.audit import AuditTrail
-from shuttled.operator_server.audit_methods import _argument
+from shuttled.operator_server.audit_methods import method_argument
 from shuttled.operator_server.identity import ANONYMOUS, current_caller
 
 CHUNK = 1 << 20
@@ -47,10 +47,16 @@ class ReportMethods:
             ua.NodeId(f"{instrument_id}.Reports.Read", ns),
             ua.QualifiedName("Read", ns),
             self.read,
-            [_argument("RunId", ua.ObjectIds.String, "the run (DeviceProgramRunId)"),
-             _argument("Offset", ua.ObjectIds.UInt32, "first byte of this piece (0: render)")],
-            [_argument("Html", ua.ObjectIds.ByteString, f"at most {CHUNK} bytes of UTF-8 HTML"),
-             _argument("NextOffset", ua.ObjectIds.UInt32, "where the next piece starts; 0: end")],
+            [method_argument("RunId", ua.ObjectIds.String, "the run (DeviceProgramRunId)"),
+             method_argument(
+                 "Offset", ua.ObjectIds.UInt32, "first byte of this piece (0: render)"
+             )],
+            [method_argument(
+                "Html", ua.ObjectIds.ByteString, f"at most {CHUNK} bytes of UTF-8 HTML"
+            ),
+             method_argument(
+                 "NextOffset", ua.ObjectIds.UInt32, "where the next piece starts; 0: end"
+             )],
         )
 
     def _refused(self, run_id: str, status: int, message: str) -> ua.CallMethodResult:
