@@ -133,9 +133,7 @@ def _serial_timing(args: argparse.Namespace) -> SerialTiming | None:
     )
 
 
-def _daemon_config_text(
-    endpoints: InstrumentEndpoints, data_dir: Path | None, speed: float
-) -> str:
+def _daemon_config_text(endpoints: InstrumentEndpoints, data_dir: Path | None, speed: float) -> str:
     """A configuration `shuttled serve` accepts as it is, with a `sim` supervisor account."""
     from shuttled.config_file import render_config
     from shuttled.sim_config import config_for_instrument

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -144,3 +145,21 @@ def test_numba_kernel_is_bit_identical_to_its_python_reference() -> None:
     assert rng is not None
     assert np.array_equal(states[0], states[1])
     assert all(math.isfinite(v) for v in states[0].ravel())
+
+
+def test_parameter_rows_follow_the_kernels_column_indices() -> None:
+    """The dataclasses (plant_parameters.py) and the kernels' column indices (plant.py) live in
+    two files; a field added or moved in one and not the other would feed the kernels the wrong
+    constants without any error."""
+    parameters = plant.PlantParameters()
+    row = parameters.as_row()
+    assert len(row) == plant.PARAMETER_COLUMNS
+    for field in fields(parameters):
+        assert row[getattr(plant, field.name.upper())] == getattr(parameters, field.name)
+    start = plant.InitialConditions(temperature=30.0, volume_ml=150.0, density=1e6)
+    state = start.as_row()
+    assert len(state) == plant.STATE_COLUMNS
+    assert state[plant.TEMPERATURE] == state[plant.SENSOR_TEMPERATURE] == 30.0
+    assert (state[plant.VOLUME_ML], state[plant.DENSITY]) == (150.0, 1e6)
+    assert (state[plant.GLUCOSE_MM], state[plant.LACTATE_MM]) == (11.1, 0.0)
+    assert (state[plant.AGE_H], state[plant.LAG_REMAINING], state[plant.LAG_AGE_H]) == (0, 1, 0)
