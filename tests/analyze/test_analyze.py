@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.golden_outputs import recorded
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEMO = ROOT / "protocols" / "library" / "demo.yaml"
@@ -49,6 +51,7 @@ def _simulate(path: Path, *params: str) -> dict:
 def test_the_demo_forecast_matches_the_simulation() -> None:
     code, forecast = _analyze(DEMO)
     assert code == 0 and forecast["violations"] == []
+    assert forecast == recorded("analyze_demo_seed0.json")  # as before the house-plan refactor
     assert [p["name"] for p in forecast["phases"]] == ["warm-up", "feed", "expansion", "harvest"]
     assert forecast["media_ml"] == pytest.approx(20.0, abs=0.01)
     assert forecast["peak_volume_ml"] == pytest.approx(125.0, abs=1.0)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.golden_outputs import recorded, without_wall_clock
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "protocols" / "library" / "demo.yaml"
 BIN = Path(sys.executable).parent
@@ -57,8 +59,13 @@ def test_demo_completes_on_every_unit_with_the_protocols_volumes(demo_runs: list
 
 def test_same_seed_gives_identical_json_apart_from_wall_clock(demo_runs: list[dict]) -> None:
     again = _simulate_json(seed=1)
-    strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in demo_runs]
-    assert strip == [{k: v for k, v in r.items() if k != "wall_s"} for r in again]
+    assert without_wall_clock(demo_runs) == without_wall_clock(again)
+
+
+def test_same_seed_gives_the_json_recorded_before_the_house_plan_refactor(
+    demo_runs: list[dict],
+) -> None:
+    assert without_wall_clock(demo_runs) == recorded("demo_2_units_seed1.json")
 
 
 def test_validate_accepts_the_demo_and_locates_a_misspelt_key(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.golden_outputs import recorded, without_wall_clock
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "protocols" / "library" / "demo.yaml"
 FAULTS = Path(__file__).with_name("every_fault.yaml")
@@ -38,4 +40,6 @@ def test_four_units_complete_through_every_fault_kind_with_exact_volumes() -> No
         # The cut stopped each media pump mid-transfer on its watchdog; the remainder followed.
         assert "PUMP_MEDIA_ALARM" in alarms
     assert "TEMPERATURE_SENSOR_BAD" in runs[1]["alarms"]  # U02's NaN temperature
+    # The same seed and fault file give what they gave before the house-plan refactor.
+    assert without_wall_clock(runs) == recorded("every_fault_4_units_seed1.json")
     assert "PUMP_VECTOR_ALARM" in runs[2]["alarms"]  # U03's cover, cleared before its transfer
