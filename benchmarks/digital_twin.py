@@ -11,8 +11,8 @@ depend only on the parameters and the step, are derived once before the loop rat
 period, since neither changes during the run.
 
 The numba build of the loop is timed on the full 14 days; the Python reference (the same loop
-run by the interpreter: `advance_unit` is a plain function to Python, the controller is
-`pid_unit.py_func`, whose own helpers are numba functions Python calls compiled) is timed on
+run by the interpreter: `advance_unit` and `pid_unit` are `register_jitable`, plain functions to
+Python all the way down, so no compiled code runs on the Python side) is timed on
 `PYTHON_DAYS` and scaled linearly (the loop does the same work every step), because the full
 span takes seconds in Python. Both are checked bit for bit on the span the Python side runs, so
 the speed-up compares identical computations.
@@ -71,7 +71,7 @@ def make_twin(advance_unit: Callable, pid_unit: Callable) -> Callable:
 
 
 twin_numba = njit(cache=True)(make_twin(plant.advance_unit, control.pid_unit))
-twin_python = make_twin(plant.advance_unit, control.pid_unit.py_func)
+twin_python = make_twin(plant.advance_unit, control.pid_unit)
 
 
 def fresh() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,9 @@ culture's signal with a growth-rate state), adapted to what we know better than 
   addition the loop did not see, a re-calibrated probe) and the level is re-initialised from it,
   keeping the growth rate.
 
-`growth_estimator.py_func` is the bit-identical pure-Python reference.
+`growth_estimator.py_func` is the bit-identical pure-Python reference. Its one helper,
+`_dilution_log_factor`, is `register_jitable` rather than `njit` for that: compiled into the
+kernel, plain Python when the reference calls it, so the reference runs no compiled code.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 # Settings columns.
 (
@@ -103,7 +106,7 @@ def new_estimator_state(units: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True)
+@register_jitable
 def _dilution_log_factor(i: int, volume: float, settings: np.ndarray, state: np.ndarray) -> float:
     """ln(V_ref/V) for a rise in volume beyond the deadband (0 otherwise); moves the reference."""
     if not volume > 0.0:

@@ -14,7 +14,8 @@ the threshold. After a setpoint step down, the setpoint-relative threshold is ar
 liquid has cooled to within the margin, so lowering a setpoint never trips.
 
 `temperature_tick` is everything the temperature control does per tick, for every unit, in one
-numba call; `temperature_tick.py_func` is its bit-identical reference.
+numba call; `temperature_tick.py_func` is its bit-identical reference, Python all the way down:
+its helpers are `register_jitable`, not `njit`, compiled into the kernel (why: temperature.py).
 
 Why the data is laid out as it is (measured on a 2-core AMD EPYC, see the README): a numba call
 costs ~80 ns per array argument to type-check and unbox, more than the whole work for 16 units,
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import llvmlite.binding
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 from shuttled.control import temperature as pid
 from shuttled.control.temperature import at_least, at_most, feed_forward_duty, pid_law
@@ -180,7 +182,7 @@ class TemperatureArrays:
         self.guard: np.ndarray = block[GUARD:ROWS, :units]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def check_measurement(
     t: float,
     plausible_min: float,
@@ -207,7 +209,7 @@ def check_measurement(
     return flags, t, repeats, t, 0.0
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def over_temperature_trip(
     setpoint: float,
     hottest: float,
@@ -341,7 +343,7 @@ def temperature_tick(block: np.ndarray, dt: float) -> None:
         _regulate_with_feed_forward(block, dt)
 
 
-@njit(cache=True, error_model="numpy", boundscheck=False)
+@register_jitable(error_model="numpy", boundscheck=False)
 def _regulate_with_feed_forward(block: np.ndarray, dt: float) -> None:
     """Regulate the enabled units whose integrator needs its pre-load or a setpoint shift.
 

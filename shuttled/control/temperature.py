@@ -6,6 +6,12 @@ against bit for bit. The law itself is `pid_law`, a function of scalars that bot
 inline: `temperature_pid` here (one row per unit, for the digital twin) and the safety-wrapped
 `temperature_tick` in `safety.py` (one row per quantity, vectorized across units).
 
+`pid_law` and every helper under it are `register_jitable(inline="always")`, not `njit`: numba
+inlines them into the kernel that calls them, compiled with that kernel's options, while Python
+calls them as the plain functions they are. So the reference is Python all the way down; with
+`njit` helpers it would call their machine code, and the bit-identity tests would compare the
+compiled arithmetic with itself (tests/control/test_references_run_no_compiled_code.py checks).
+
 The law is a PID in position form with:
 
 * derivative on the measurement (no kick on a setpoint change) through a first-order filter, since
@@ -31,6 +37,7 @@ from dataclasses import astuple, dataclass
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 # Gain columns.
 (
@@ -85,24 +92,31 @@ class TemperatureGains:
         return np.array(astuple(self), dtype=np.float64)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def at_least(value: float, low: float) -> float:
     """`max(value, low)` exactly as Python evaluates it, written as a select.
 
     Numba's builtin `max` on floats may be compiled as a call to a separately compiled helper
     (depending on what the process compiled first), and a call stops LLVM from vectorizing the
-    batched kernels; a select always inlines and vectorizes.
+    batched kernels; a select always inlines and vectorizes. Written as an early return rather
+    than a conditional expression: inlined two levels deep (through `pid_law`), numba's inliner
+    leaves the expression's merge variable out of scope and warns (NumbaIRAssumptionWarning) on
+    every compilation; LLVM makes the same select of both forms.
     """
-    return low if low > value else value
+    if low > value:
+        return low
+    return value
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def at_most(value: float, high: float) -> float:
     """`min(value, high)` exactly as Python evaluates it, written as a select (see `at_least`)."""
-    return high if high < value else value
+    if high < value:
+        return high
+    return value
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def feed_forward_duty(
     setpoint: float, heater_w: float, ua_w_per_k: float, ambient_c: float, low: float, high: float
 ) -> float:
@@ -111,7 +125,7 @@ def feed_forward_duty(
     return at_most(at_least(duty, low), high)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def pid_law(
     setpoint: float,
     measurement: float,
@@ -153,7 +167,7 @@ def pid_law(
     return at_most(at_least(value, floor), ceiling), integral, derivative
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def _feed_forward(gains: np.ndarray, i: int, setpoint: float) -> float:
     return feed_forward_duty(
         setpoint,
@@ -165,7 +179,7 @@ def _feed_forward(gains: np.ndarray, i: int, setpoint: float) -> float:
     )
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def disable_unit(state: np.ndarray, i: int) -> None:
     """Heater off; the integrator is frozen so a re-enabled unit resumes what it had learned."""
     state[i, FILTERED_DERIVATIVE] = 0.0
@@ -173,7 +187,7 @@ def disable_unit(state: np.ndarray, i: int) -> None:
     state[i, OUTPUT] = 0.0
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@register_jitable(inline="always")
 def pid_unit(
     i: int, setpoint: float, measurement: float, gains: np.ndarray, state: np.ndarray, dt: float
 ) -> float:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shuttled.control.density_control import density_control, dilution_volume_ml
+from shuttled.control.density_control import density_control, dilution_law, dilution_volume_ml
 
 
 def law(density, growth=math.nan, volume=100.0, limit=2e6, cap=300.0, rate=10.0) -> float:
@@ -30,7 +30,10 @@ def test_batched_kernel_is_bit_identical_to_its_reference_and_to_the_per_unit_la
         out = np.zeros(n)
         kernel(*args, 5.0, 0.9, 1.0, out)
         outputs.append(out)
+    # The reference runs the law as Python (test_references_run_no_compiled_code.py); the
+    # engine's compiled per-unit call is the same law compiled on its own.
     assert np.array_equal(outputs[0], outputs[1])
+    assert dilution_volume_ml.py_func is dilution_law
     per_unit = [law(*(a[i] for a in args[:1]), *(a[i] for a in args[1:])) for i in range(n)]
     assert np.array_equal(outputs[0], np.array(per_unit))
     assert (outputs[0] > 0).any() and (outputs[0] == 0).any()

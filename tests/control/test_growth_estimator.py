@@ -41,6 +41,8 @@ def _culture(hours: float, mu: float, seed: int, x0: float = 1e6) -> tuple[np.nd
 
 
 def test_numba_kernel_is_bit_identical_to_its_python_reference() -> None:
+    # The reference runs `_dilution_log_factor` as Python too (register_jitable), so this
+    # compares two implementations (test_references_run_no_compiled_code.py).
     n = 16
     traces = []
     for kernel in (est.growth_estimator, est.growth_estimator.py_func):

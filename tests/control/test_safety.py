@@ -47,7 +47,8 @@ def _trace(kernel, n: int, ticks: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("n", "ticks"), [(16, 600), (300, 60)])
 def test_numba_tick_is_bit_identical_to_its_python_reference(n: int, ticks: int) -> None:
-    """16 units run the scalar loop; from ~120 units on, LLVM's vectorized loop runs."""
+    """16 units run the scalar loop; from ~120 units on, LLVM's vectorized loop runs. The
+    reference runs no compiled code (test_references_run_no_compiled_code.py)."""
     numba = _trace(safety.temperature_tick, n, ticks, seed=5)
     python = _trace(safety.temperature_tick.py_func, n, ticks, seed=5)
     assert np.array_equal(numba, python, equal_nan=True)

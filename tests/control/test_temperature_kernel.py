@@ -30,6 +30,8 @@ def _step(setpoint, measured, enabled, gains, state, out, dt: float = 5.0) -> No
 
 
 def test_numba_kernel_is_bit_identical_to_its_python_reference() -> None:
+    # The reference runs the law and its helpers as Python, no compiled code
+    # (test_references_run_no_compiled_code.py): two implementations, bit for bit.
     n = 16
     traces = []
     for kernel in (pid.temperature_pid, pid.temperature_pid.py_func):
