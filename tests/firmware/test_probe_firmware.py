@@ -48,7 +48,16 @@ def test_register_map() -> None:
     t = probe.read_registers(2411, 2)
     assert words_to_float(*t) == pytest.approx(36.9, abs=1e-5)
     assert probe.read_registers(4872, 1) == [0x4]
-    assert probe.read_registers(2089, 4) is not None
+    # The driver's reads (drivers/probe_modbus.py): each 4-register block carries its unit code
+    # (uint32, high word first: 1 = cells/mL, 4 = °C) then its float32 value, high word first.
+    density_block = probe.read_registers(2089, 4) or []
+    assert density_block == [0, 1, *struct.unpack(">HH", struct.pack(">f", 3.25e6))]
+    assert (density_block[0] << 16) | density_block[1] == 1
+    assert words_to_float(*density_block[2:]) == 3.25e6  # an integer below 2**24: exact in float32
+    temperature_block = probe.read_registers(2409, 4) or []
+    assert temperature_block[:2] == [0, 4]
+    # 36.9 is not a float32: the register holds its nearest float32, to the bit.
+    assert words_to_float(*temperature_block[2:]) == struct.unpack(">f", struct.pack(">f", 36.9))[0]
     assert probe.read_registers(2089, 5) is None
     assert probe.read_registers(0, 1) is None
 

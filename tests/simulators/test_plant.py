@@ -122,29 +122,64 @@ def test_a_failed_heater_has_no_effect() -> None:
 
 
 def test_numba_kernel_is_bit_identical_to_its_python_reference() -> None:
-    rng = np.random.default_rng(7)
+    """Same random drive (heater, feeds at 30 °C, harvests) into both; the reference is plain
+    Python all the way down (test_references_run_no_compiled_code.py), so this compares two
+    implementations. The drive must also have had the effects the model says it has."""
     n = 5
     states = []
     for kernel in (plant.plant_step, plant.plant_step.py_func):
         state = np.tile(plant.InitialConditions().as_row(), (n, 1))
         params = np.tile(plant.PlantParameters().as_row(), (n, 1))
-        local = np.random.default_rng(7)
+        drive = np.random.default_rng(7)  # the same seed: both kernels get the same drive
+        fed, harvested = np.zeros(n), np.zeros(n)
         for _ in range(200):
+            duty = drive.random(n)
+            inflow = drive.random(n) * (drive.random(n) > 0.8)
+            outflow = drive.random(n) * 0.5 * (drive.random(n) > 0.9)
             kernel(
                 state,
                 params,
-                local.random(n),
-                local.random(n) * (local.random(n) > 0.8),
+                duty,
+                inflow,
                 np.full(n, 30.0),
-                local.random(n) * 0.5 * (local.random(n) > 0.9),
+                outflow,
                 np.ones(n, dtype=np.bool_),
                 1.0,
                 5,
             )
+            fed += inflow
+            harvested += outflow
         states.append(state)
-    assert rng is not None
     assert np.array_equal(states[0], states[1])
-    assert all(math.isfinite(v) for v in states[0].ravel())
+    state = states[0]
+    assert all(math.isfinite(v) for v in state.ravel())
+    assert len({tuple(row) for row in state}) == n  # each unit had a drive of its own
+    assert (fed > 10.0).all() and (harvested > 2.0).all()  # every unit was fed and harvested
+
+    # Volume balance: what went in minus what came out, to rounding.
+    assert state[:, plant.VOLUME_ML] == pytest.approx(100.0 + fed - harvested, rel=1e-12)
+    # 200 periods of 5 one-second steps: 1000 s of age, the lag factor exp(−age/12 h) with it.
+    age_h = 1000.0 / 3600.0
+    assert state[:, plant.AGE_H] == pytest.approx(np.full(n, age_h), rel=1e-12)
+    assert state[:, plant.LAG_REMAINING] == pytest.approx(np.full(n, math.exp(-age_h / 12.0)))
+    # The heater's mean duty is 0.5: the liquid follows the half-power warm-up from 22 °C,
+    # 22 + 12.5·(1 − exp(−t/τ)) with τ = C/UA ≈ (4.18·107 + 160)/0.6 ≈ 1010 s, ≈ 29.9 °C after
+    # 1000 s (±1 K: the duty's randomness and the 30 °C feeds); the 20 s sensor lags it slightly.
+    tau_s = (plant.WATER_J_PER_ML_K * 107.0 + 160.0) / 0.6
+    warm = 22.0 + 12.5 * (1.0 - math.exp(-1000.0 / tau_s))
+    assert state[:, plant.TEMPERATURE] == pytest.approx(np.full(n, warm), abs=1.0)
+    sensor_lag = state[:, plant.TEMPERATURE] - state[:, plant.SENSOR_TEMPERATURE]
+    assert (np.abs(sensor_lag) < 0.3).all()
+    # Cells leave only with harvests (growth is nil this early in the lag, death ≈ 0.05 %): a
+    # harvest of h mL removes between h/V_max and h/V_min of them; feeds only dilute.
+    left = state[:, plant.DENSITY] * state[:, plant.VOLUME_ML] / (0.5e6 * 100.0)
+    assert (left >= (1.0 - harvested / 100.0) * 0.999).all()
+    assert (left <= 1.0 - harvested / (100.0 + fed)).all()
+    # Lactate is made from glucose at the yield 1.6, and feeds dilute lactate and the glucose
+    # deficit alike, so lactate = 1.6 · (11.1 mM − glucose) exactly, fed or not.
+    deficit = 11.1 - state[:, plant.GLUCOSE_MM]
+    assert (deficit > 0.005).all()  # ≈ 0.036 mM/h of uptake at 0.45e6 cells/mL
+    assert state[:, plant.LACTATE_MM] == pytest.approx(1.6 * deficit, rel=1e-9)
 
 
 def test_parameter_rows_follow_the_kernels_column_indices() -> None:
