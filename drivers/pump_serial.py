@@ -74,8 +74,12 @@ def _fmt(value: object) -> str:
     return text
 
 
-class _NoReply(Exception):
-    """One attempt got no usable reply (timeout, corrupted reply or port failure)."""
+class NoReply(Exception):
+    """One attempt got no usable reply (timeout, corrupted reply or port failure).
+
+    Public because it is part of the transport seam: a bus that replaces `PumpBus.attempt`
+    (the digital twin's in-process bus) raises it, and the retry policy treats it as a lost
+    frame."""
 
 
 class PumpBus:
@@ -145,7 +149,7 @@ class PumpBus:
             data = ser.read(4096)
         except (serial.SerialException, OSError) as exc:
             self._drop_port()
-            self._fail_pending(_NoReply(f"port failed: {exc}"))
+            self._fail_pending(NoReply(f"port failed: {exc}"))
             return
         self._rx += data
         # A frame ends with \r\n; either byte alone also ends a line, so noise that hits one of
@@ -163,7 +167,7 @@ class PumpBus:
         if parsed is None:
             if self._pending is not None:
                 self.crc_errors += 1
-                self._fail_pending(_NoReply("corrupted reply"))
+                self._fail_pending(NoReply("corrupted reply"))
             return
         address, seq, fields = parsed
         pending = self._pending
@@ -195,8 +199,8 @@ class PumpBus:
         last: Exception | None = None
         for _ in range(attempts):
             try:
-                reply = await self._attempt(address, command, *args)
-            except _NoReply as exc:
+                reply = await self.attempt(address, command, *args)
+            except NoReply as exc:
                 last = exc
                 continue
             except DeviceRefused:
@@ -209,8 +213,12 @@ class PumpBus:
             raise DeviceDisconnected(f"pump {address} {command}: {last}") from last
         raise DeviceTimeout(f"pump {address} {command}: no valid reply ({last})") from last
 
-    async def _attempt(self, address: int, command: str, *args: object) -> list[str]:
-        """One send/receive; raises _NoReply or DeviceRefused. Caller holds the lock."""
+    async def attempt(self, address: int, command: str, *args: object) -> list[str]:
+        """One send/receive; raises NoReply or DeviceRefused. Caller holds the lock.
+
+        The transport seam: everything above it (retries, silence, error mapping) and the
+        framing it calls (`build_request`, `parse_reply`, `interpret_reply`) stay the same when
+        a subclass answers from somewhere other than a serial port."""
         if not 1 <= address <= 32:
             raise ValueError("pump address must be 1-32")
         loop = asyncio.get_running_loop()
@@ -234,7 +242,7 @@ class PumpBus:
             except TimeoutError:
                 self.timeouts += 1
                 self._rx.clear()  # resync: whatever partial line we hold is garbage now
-                raise _NoReply(f"timeout after {self.timeout_s} s") from None
+                raise NoReply(f"timeout after {self.timeout_s} s") from None
         finally:
             self._pending = None
         return interpret_reply(address, command, fields)
@@ -282,7 +290,7 @@ def _line_end(buffer: bytearray) -> int:
     return min(ends) if ends else -1
 
 
-class _PortError(_NoReply):
+class _PortError(NoReply):
     """The port is missing or failed; it is reopened on the next attempt."""
 
 
@@ -359,17 +367,17 @@ class SerialPump:
             while budget > 0:
                 budget -= 1
                 try:
-                    await bus._attempt(
+                    await bus.attempt(
                         self.address, "DISPENSE", float(volume_ul), float(rate_ul_min)
                     )
                     return
-                except _NoReply:
+                except NoReply:
                     pass
                 while budget > 0:
                     budget -= 1
                     try:
-                        now = parse_status(await bus._attempt(self.address, "STATUS"))
-                    except _NoReply:
+                        now = parse_status(await bus.attempt(self.address, "STATUS"))
+                    except NoReply:
                         continue
                     grew = before.state != "RUN" and now.dispensed_ul > before.dispensed_ul
                     if now.remaining_ul > 0 or grew:

@@ -1,7 +1,7 @@
 """The daemon's view of its instrument: which device serves which unit, and the unit's limits.
 
-`shuttled simulate` builds this from the virtual instrument's endpoints; `shuttled serve` will read
-the same structure from TOML (SPEC §2). Keeping one typed structure means the daemon never knows
+`shuttled simulate` builds this from the virtual instrument's endpoints; `shuttled serve` reads
+the same structure from TOML (SPEC §2, shuttled/service/config_file.py). Keeping one typed structure means the daemon never knows
 which of the two it is talking to.
 """
 
@@ -101,7 +101,8 @@ class DaemonConfig:
     instrument_id: str
     data_dir: Path
     units: list[UnitConfig]
-    operator: OperatorServerConfig = field(default_factory=OperatorServerConfig)
+    # None: no operator interface at all (the digital twin of `shuttlectl analyze`).
+    operator: OperatorServerConfig | None = field(default_factory=OperatorServerConfig)
     control_period_s: float = 5.0
     # Process seconds per wall second: 1 on an instrument; a hardware-in-the-loop session sets
     # shuttle-sim's --speed so the daemon and the virtual plant share one time.

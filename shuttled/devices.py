@@ -16,10 +16,20 @@ from drivers.bioreactor_opcua import OpcUaBioreactor, OpcUaSecurity
 from drivers.interfaces import DeviceError, DeviceRefused
 from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
 from drivers.pump_serial import PumpBus, SerialPump
+from drivers.transports import Transports
 from shuttled.config import BioreactorConfig, DaemonConfig
-from shuttled.control.pump_alarms import watchdog_ms
 
 log = structlog.get_logger("shuttled.devices")
+
+WATCHDOG_PERIODS = 3  # control periods without a frame before a running pump stops by itself
+MAX_WATCHDOG_MS = 600_000  # SPEC §7 firmware range
+
+
+def watchdog_ms(control_period_s: float) -> int:
+    """How long a pump may hear nothing from us before it stops by itself (SPEC §7 WDOG): long
+    enough that one missed tick (a retry, a slow bus) never trips it, short enough that a dead
+    daemon stops a pump within seconds."""
+    return int(min(MAX_WATCHDOG_MS, max(1000.0, WATCHDOG_PERIODS * control_period_s * 1000.0)))
 
 
 def opcua_bioreactor(
@@ -46,25 +56,6 @@ def opcua_bioreactor(
         username=config.username,
         password=password,
         security=security,
-    )
-
-
-@dataclass(frozen=True)
-class Transports:
-    """How the daemon reaches each device: real drivers by default.
-
-    The digital twin (`shuttlectl analyze`) swaps in in-process transports to the same firmware
-    stubs, so the same drivers' parsing, the same control loop and the same engine run without
-    sockets or pseudo-terminals.
-    """
-
-    # None: the OPC UA driver built from the unit's BioreactorConfig (`opcua_bioreactor`).
-    bioreactor: Callable[[str, str, dict[str, str], float], OpcUaBioreactor] | None = None
-    pump_bus: Callable[[str, float], PumpBus] = lambda port, timeout: PumpBus(
-        port, timeout_s=timeout
-    )
-    probe_bus: Callable[[str, float], ProbeBus] = lambda port, timeout: ProbeBus(
-        port, timeout_s=timeout
     )
 
 

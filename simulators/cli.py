@@ -3,6 +3,11 @@
 It serves the simulated bioreactor controller over OPC UA and the pump and probe buses on
 pseudo-terminals, prints where each device can be reached, and integrates the physics until it
 is stopped, keeping its physical state whatever the daemon on the other side does.
+
+The simulators import nothing of the daemon: `--print-config` writes the daemon's configuration,
+which only the daemon knows how to write, so the `shuttle-sim` console script
+(`shuttled/simulation/shuttle_sim.py`) hands `main` a writer for it. Run as `python -m
+simulators.cli`, the instrument serves alone and `--print-config` says it needs that script.
 """
 
 from __future__ import annotations
@@ -13,18 +18,21 @@ import contextlib
 import json
 import signal
 import sys
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 
-from shuttled import __version__
-from shuttled.clock import RealClock
+from drivers.clock import RealClock
 from simulators.faults import FaultFileInvalid, load_fault_file
 from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
-from simulators.opcua_bioreactor import free_loopback_port
 from simulators.pty_bus import DEFAULT_TURNAROUND_S, SerialTiming
 
 PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
+
+# Writes the daemon's configuration for these endpoints: (endpoints, data directory or None for a
+# new one, clock speed) -> TOML text.
+DaemonConfigWriter = Callable[[InstrumentEndpoints, Path | None, float], str]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a virtual Cell Shuttle instrument (OPC UA bioreactor controller, "
         "pump and probe buses on pseudo-terminals) in scaled real time.",
     )
-    parser.add_argument("--version", action="version", version=f"shuttle-sim {__version__}")
+    parser.add_argument("--version", action="version", version=f"shuttle-sim {version('shuttled')}")
     parser.add_argument("--units", type=int, default=2, help="number of units (default 2)")
     parser.add_argument(
         "--speed", type=float, default=1.0, help="process seconds per wall second (default 1)"
@@ -85,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | None) -> None:
     clock = RealClock(speed=args.speed)
     instrument = VirtualInstrument(
         args.units,
@@ -98,8 +106,8 @@ async def serve(args: argparse.Namespace) -> None:
     await instrument.start()
     clock.add_advance_listener(instrument.advance_to)
     endpoints = instrument.endpoints()
-    if args.print_config:
-        print(_daemon_config_text(endpoints, args.data_dir, args.speed), end="", flush=True)
+    if args.print_config and daemon_config is not None:
+        print(daemon_config(endpoints, args.data_dir, args.speed), end="", flush=True)
     elif args.json:
         print(json.dumps(asdict(endpoints)), flush=True)
     else:
@@ -133,22 +141,12 @@ def _serial_timing(args: argparse.Namespace) -> SerialTiming | None:
     )
 
 
-def _daemon_config_text(endpoints: InstrumentEndpoints, data_dir: Path | None, speed: float) -> str:
-    """A configuration `shuttled serve` accepts as it is, with a `sim` supervisor account."""
-    from shuttled.config_file import render_config
-    from shuttled.sim_config import config_for_instrument
-    from shuttled.users import create_simulation_account
-
-    data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="shuttle-sim-"))).resolve()
-    users_file, _ = create_simulation_account(data_dir)
-    config = config_for_instrument(
-        endpoints, data_dir, free_loopback_port(), users_file, clock_speed=speed
-    )
-    return render_config(config) + "# end of configuration; shuttle-sim keeps serving\n"
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, daemon_config: DaemonConfigWriter | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.print_config and daemon_config is None:
+        print("error: --print-config writes the daemon's configuration: run the shuttle-sim "
+              "command installed with shuttled", file=sys.stderr)
+        return 2
     if args.units < 1 or not args.speed > 0:
         print("error: --units must be at least 1 and --speed positive", file=sys.stderr)
         return 2
@@ -161,11 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     except FaultFileInvalid as invalid:
         print(invalid, file=sys.stderr)
         return 1
-    from shuttled.log_setup import configure_logging
-
-    configure_logging()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+        asyncio.run(serve(args, daemon_config))
     return 0
 
 

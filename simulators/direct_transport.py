@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from drivers.bioreactor_opcua import BioreactorReading, Health
 from drivers.interfaces import DeviceRefused, DeviceTimeout
 from drivers.probe_modbus import ProbeBus
-from drivers.pump_serial import PumpBus, _NoReply, build_request, interpret_reply, parse_reply
+from drivers.pump_serial import NoReply, PumpBus, build_request, interpret_reply, parse_reply
+from drivers.transports import Transports
 from firmware_stubs.probe import DensityProbeFirmware
 from firmware_stubs.pump import PumpBusFirmware
-from shuttled.devices import Transports
 from simulators.instrument import VirtualInstrument
 from simulators.opcua_bioreactor import ControllerArrays, check_heater_output
 
@@ -84,7 +84,7 @@ class DirectPumpBus(PumpBus):
     async def close(self) -> None:
         return None
 
-    async def _attempt(self, address: int, command: str, *args: object) -> list[str]:
+    async def attempt(self, address: int, command: str, *args: object) -> list[str]:
         seq = self.next_seq()
         reply = self._firmware.feed(build_request(address, seq, command, args), self._now())
         await asyncio.sleep(0)  # a request is a suspension point on a real bus too
@@ -93,7 +93,7 @@ class DirectPumpBus(PumpBus):
             if parsed is not None and parsed[:2] == (address, seq):
                 return interpret_reply(address, command, parsed[2])
         self.timeouts += 1
-        raise _NoReply("no reply")
+        raise NoReply("no reply")
 
 
 class DirectProbeBus(ProbeBus):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shuttled.clock import RealClock, VirtualClock, make_clock
+from drivers.clock import RealClock, VirtualClock, make_clock
 
 
 async def test_virtual_clock_jumps_to_the_requested_time_and_notifies_listeners() -> None:

@@ -37,9 +37,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from protocols import ParameterError, ProtocolInvalid
-    from shuttled.analyze import analyze
-    from shuttled.log_setup import configure_logging
-    from shuttled.operations import OperationRefused
+    from shuttled.engine.operations import OperationRefused
+    from shuttled.service.log_setup import configure_logging
+    from shuttled.simulation.analyze import analyze
 
     configure_logging("error")
     try:

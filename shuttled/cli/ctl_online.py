@@ -83,7 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _offline_audit(args: argparse.Namespace) -> int:
-    from shuttled.audit import read_journal, verify_journal
+    from shuttled.records.audit import read_journal, verify_journal
 
     path: Path = args.journal
     if not path.is_file():
@@ -127,7 +127,7 @@ async def _online(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shuttled.log_setup import configure_logging
+    from shuttled.service.log_setup import configure_logging
 
     configure_logging("warning")
     try:

@@ -24,7 +24,7 @@ class ConfigUnavailable(Exception):
 
 def daemon_config(config: Path | None):  # -> DaemonConfig, imported late (numba)
     """The daemon's configuration: `--config`, else $SHUTTLED_CONFIG, else the default path."""
-    from shuttled.config_file import DEFAULT_CONFIG_PATH, ConfigError, load_config
+    from shuttled.service.config_file import DEFAULT_CONFIG_PATH, ConfigError, load_config
 
     path = config or Path(os.environ.get("SHUTTLED_CONFIG", DEFAULT_CONFIG_PATH))
     try:
@@ -67,8 +67,8 @@ def write_report_file(html: bytes, args: argparse.Namespace) -> int:
 
 
 def report_offline(args: argparse.Namespace) -> int:
-    from shuttled.report import write_report
-    from shuttled.report_data import ReportUnavailable
+    from shuttled.reports.data import ReportUnavailable
+    from shuttled.reports.html import write_report
 
     journal: Path | None = args.journal
     if journal is None:

@@ -27,7 +27,14 @@ from pathlib import Path
 
 from shuttled.cli.common import EXIT_OK, fail
 from shuttled.cli.ctl_report import JOURNAL_NAME, ConfigUnavailable, daemon_config
-from shuttled.users import ROLES, User, UsersFileError, hash_password, load_users, save_users
+from shuttled.records.users import (
+    ROLES,
+    User,
+    UsersFileError,
+    hash_password,
+    load_users,
+    save_users,
+)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
@@ -76,7 +83,7 @@ def _locations(args: argparse.Namespace) -> tuple[Path, Path | None]:
         config = daemon_config(args.config)
     except ConfigUnavailable as error:
         raise UserRefused(f"{error} (give --users-file FILE or --config FILE)") from None
-    users_file = args.users_file or config.operator.users_file
+    users_file = args.users_file or (config.operator.users_file if config.operator else None)
     if users_file is None:
         raise UserRefused("the configuration names no users file ([opcua].users_file): "
                           "give --users-file FILE")
@@ -133,7 +140,7 @@ def _audit(journal: Path | None, method: str, name: str, role: str, reason: str)
         print("note: not audited (no journal known: give --journal FILE or --config FILE)",
               file=sys.stderr)
         return
-    from shuttled.audit import AuditTrail
+    from shuttled.records.audit import AuditTrail
 
     actor = os.environ.get("SUDO_USER") or getpass.getuser()
     trail = AuditTrail(journal)

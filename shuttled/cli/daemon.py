@@ -1,5 +1,6 @@
-"""`shuttled`: the daemon's console script (`simulate` in this version; `serve` follows with the
-configuration file and systemd integration)."""
+"""`shuttled`: the daemon's console script. `serve` runs the service (shuttled/service/serve.py),
+`simulate` the same daemon against a virtual instrument (shuttled/simulation/simulate.py); both
+build it through the composition root (shuttled/composition.py)."""
 
 from __future__ import annotations
 
@@ -138,9 +139,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from protocols import ParameterError, ProtocolInvalid
-    from shuttled.log_setup import configure_logging
-    from shuttled.simulate import SimulateOptions, SimulationRefused, simulate
-    from shuttled.summary import print_table
+    from shuttled.reports.summary import print_table
+    from shuttled.service.log_setup import configure_logging
+    from shuttled.simulation.simulate import SimulateOptions, SimulationRefused, simulate
     from simulators.faults import FaultFileInvalid
 
     configure_logging(args.log_level)
@@ -196,9 +197,9 @@ def _serve(args: argparse.Namespace) -> int:
     import faulthandler
     import os
 
-    from shuttled.config_file import DEFAULT_CONFIG_PATH, ConfigError, load_config
-    from shuttled.log_setup import configure_logging
-    from shuttled.serve import serve
+    from shuttled.service.config_file import DEFAULT_CONFIG_PATH, ConfigError, load_config
+    from shuttled.service.log_setup import configure_logging
+    from shuttled.service.serve import serve
 
     faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's stack in the journal
     configure_logging(args.log_level)

@@ -14,7 +14,7 @@ from typing import Any
 
 from shuttled.engine.checkpoint import checkpoint_of
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
+from shuttled.records.journal import Journal
 
 REFRESH_S = 60.0
 _CLOCK_FIELDS = ("phase_elapsed_s",)

@@ -13,8 +13,8 @@ from typing import Any
 
 from asyncua import Node, ua
 
-from shuttled.audit import AuditTrail
 from shuttled.operator_server.identity import ANONYMOUS, current_caller
+from shuttled.records.audit import AuditTrail
 
 PAGE = 500
 

@@ -27,7 +27,7 @@ from asyncua.server.internal_session import InternalSession
 
 from shuttled.operator_server.sign_in_throttle import SignInThrottle
 from shuttled.operator_server.standard_nodes import load_standard_nodes
-from shuttled.users import UsersFileError, load_users, verify_password
+from shuttled.records.users import UsersFileError, load_users, verify_password
 
 log = structlog.get_logger("shuttled.operator")
 

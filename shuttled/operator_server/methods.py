@@ -25,10 +25,10 @@ import structlog
 from asyncua import ua
 
 from protocols.state_machine import Command
-from shuttled.audit import AuditTrail
-from shuttled.operations import OperationRefused, Operations
+from shuttled.engine.operations import OperationRefused, Operations
 from shuttled.operator_server.address_space import METHOD_SIGNATURES
 from shuttled.operator_server.identity import METHOD_ROLES, Caller, current_caller
+from shuttled.records.audit import AuditTrail
 
 log = structlog.get_logger("shuttled.operator")
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from drivers.clock import Clock
 from protocols.state_machine import RunState
-from shuttled.clock import Clock
+from shuttled.engine.operations import Operations
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
-from shuttled.operations import Operations
 from shuttled.operator_server.address_space import DOUBLE, STRING, AddressSpaceBuilder, UnitNodes
+from shuttled.records.journal import Journal
 
 ENDED = (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED)
 NAN = float("nan")

@@ -1,12 +1,12 @@
 """Run reports over OPC UA: `DeviceSet/<instrument>/Reports` with `Read(RunId, Offset)`.
 
 An extension of SPEC §5 so that `shuttlectl report RUN_ID` works from an operator's or a QA
-reviewer's console, as SPEC §1 lists it among the commands over the operator interface. The report
-is rendered from the daemon's own journal (`shuttled/report.py`, the same file `--journal` reads
-offline) in a worker thread, so a long run's report never stalls the control loop, and handed
-out in pieces of at most `CHUNK` bytes so no OPC UA message limit is ever near. Signed-in users of
-every role may read reports; anonymous sessions may not. Each report handed out is audited: who
-took a copy of a batch record is part of the record.
+reviewer's console, as SPEC §1 lists it among the commands over the operator interface. The
+report is rendered from the daemon's own journal (`shuttled/reports/html.py`, the same file
+`--journal` reads offline) in a worker thread, so a long run's report never stalls the control
+loop, and handed out in pieces of at most `CHUNK` bytes so no OPC UA message limit is ever near.
+Signed-in users of every role may read reports; anonymous sessions may not. Each report handed
+out is audited: who took a copy of a batch record is part of the record.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import Any
 
 from asyncua import Node, ua
 
-from shuttled.audit import AuditTrail
 from shuttled.operator_server.audit_methods import method_argument
 from shuttled.operator_server.identity import ANONYMOUS, current_caller
+from shuttled.records.audit import AuditTrail
 
 CHUNK = 1 << 20
 KEEP_RENDERED = 4  # reports kept between the pieces of one download (and a few repeats)
 
 
 def _render(journal: Path, run_id: str) -> bytes:
-    from shuttled.report import render_report
-    from shuttled.report_data import load_report_data
+    from shuttled.reports.data import load_report_data
+    from shuttled.reports.html import render_report
 
     return render_report(load_report_data(journal, run_id)).encode("utf-8")
 
@@ -98,7 +98,7 @@ class ReportMethods:
         ]
 
     async def _render(self, run_id: str) -> bytes | ua.CallMethodResult:
-        from shuttled.report_data import ReportUnavailable
+        from shuttled.reports.data import ReportUnavailable
 
         try:
             html = await asyncio.to_thread(_render, self.journal, run_id)

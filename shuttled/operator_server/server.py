@@ -20,11 +20,9 @@ from urllib.parse import urlparse
 import structlog
 from asyncua import Server, ua
 
-from shuttled.audit import AuditTrail
-from shuttled.clock import Clock
+from drivers.clock import Clock
 from shuttled.config import DaemonConfig
-from shuttled.journal import Journal
-from shuttled.operations import Operations
+from shuttled.engine.operations import Operations
 from shuttled.operator_server.address_space import NAMESPACE_URI, AddressSpaceBuilder, UnitNodes
 from shuttled.operator_server.audit_methods import AuditMethods
 from shuttled.operator_server.identity import (
@@ -37,6 +35,8 @@ from shuttled.operator_server.mirror import Mirror
 from shuttled.operator_server.pki import TrustList, ensure_certificate
 from shuttled.operator_server.read_only import make_read_only
 from shuttled.operator_server.report_methods import ReportMethods
+from shuttled.records.audit import AuditTrail
+from shuttled.records.journal import Journal
 
 log = structlog.get_logger("shuttled.operator")
 
@@ -77,14 +77,17 @@ class OperatorServer:
     ) -> None:
         """`standard_nodes_cache`: file of the standard address space cache (standard_nodes.py);
         None builds it in memory on every start (1.2 s), as a short-lived daemon may as well."""
+        if config.operator is None:
+            raise OperatorServerError("the configuration has no operator interface ([opcua])")
         self.config = config
+        self.settings = config.operator
         self.operations = operations
         self.journal = journal
         self.clock = clock
         self.audit = audit or AuditTrail(journal.path)
         self._owns_audit = audit is None
         self.standard_nodes_cache = standard_nodes_cache
-        self.endpoint = config.operator.endpoint
+        self.endpoint = self.settings.endpoint
         self.application_uri = f"urn:cellshuttle:shuttled:{config.instrument_id}"
         self.server: Server | None = None
         self.mirror: Mirror | None = None
@@ -93,7 +96,7 @@ class OperatorServer:
         self._last_refresh = 0.0
 
     async def start(self) -> None:
-        settings = self.config.operator
+        settings = self.settings
         url = urlparse(self.endpoint)
         if settings.allow_insecure and not _is_loopback_host(url.hostname):
             log.warning("SecurityPolicy None is offered on a non-loopback endpoint",

@@ -20,7 +20,7 @@ from shuttled.telemetry.outbox import Outbox
 from shuttled.telemetry.payloads import Topics
 
 if TYPE_CHECKING:
-    from shuttled.control.loop import ControlLoop
+    from shuttled.loop.control_loop import ControlLoop
     from shuttled.telemetry.publisher import Publisher
 
 

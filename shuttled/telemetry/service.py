@@ -19,7 +19,7 @@ from shuttled.telemetry.outbox import Outbox
 from shuttled.telemetry.publisher import Publisher
 
 if TYPE_CHECKING:
-    from shuttled.control.loop import ControlLoop
+    from shuttled.loop.control_loop import ControlLoop
 
 
 class Telemetry:

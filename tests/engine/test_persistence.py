@@ -16,7 +16,7 @@ from test_unit_run import _started, snap
 
 from protocols.state_machine import Command
 from shuttled.engine.persistence import REFRESH_S, RunPersistence
-from shuttled.journal import TELEMETRY_COLUMNS, Journal
+from shuttled.records.journal import TELEMETRY_COLUMNS, Journal
 
 FULL = 2
 

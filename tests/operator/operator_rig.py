@@ -14,7 +14,7 @@ from pathlib import Path
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from shuttled.clock import VirtualClock
+from drivers.clock import VirtualClock
 from shuttled.config import (
     BioreactorConfig,
     DaemonConfig,
@@ -23,14 +23,14 @@ from shuttled.config import (
     PumpConfig,
     UnitConfig,
 )
+from shuttled.engine.operations import Operations
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
-from shuttled.operations import Operations
 from shuttled.operator_server import OperatorServer
 from shuttled.operator_server.address_space import NAMESPACE_URI
 from shuttled.operator_server.pki import ensure_certificate
-from shuttled.users import User, hash_password, save_users
+from shuttled.records.journal import Journal
+from shuttled.records.users import User, hash_password, save_users
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "protocols" / "library" / "demo.yaml"

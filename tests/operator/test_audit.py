@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shuttled.audit import AuditTrail, canonical, chain_hash, verify_journal
+from shuttled.records.audit import AuditTrail, canonical, chain_hash, verify_journal
 
 
 def _trail(tmp_path: Path, records: int = 5) -> Path:

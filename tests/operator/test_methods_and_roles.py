@@ -10,7 +10,7 @@ from asyncua import ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 from operator_rig import DEMO, INSTRUMENT, Daemon, connect, make_daemon, unit_node
 
-from shuttled.audit import AuditTrail
+from shuttled.records.audit import AuditTrail
 
 S = ua.StatusCodes
 

@@ -8,9 +8,9 @@ from asyncua import ua
 from operator_rig import DEMO, INSTRUMENT, Daemon, connect, make_daemon
 from test_methods_and_roles import call
 
-from shuttled.audit import AuditTrail
 from shuttled.operator_server import report_methods
 from shuttled.operator_server.address_space import NAMESPACE_URI
+from shuttled.records.audit import AuditTrail
 
 S = ua.StatusCodes
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shuttled.audit import read_journal, verify_journal
-from shuttled.journal import Journal
-from shuttled.users import load_users, verify_password
+from shuttled.records.audit import read_journal, verify_journal
+from shuttled.records.journal import Journal
+from shuttled.records.users import load_users, verify_password
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "shuttled.toml.example"

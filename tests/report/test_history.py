@@ -10,8 +10,8 @@ import numpy as np
 
 from drivers.bioreactor_opcua import BioreactorReading
 from protocols.state_machine import RunState
-from shuttled.journal import Journal
-from shuttled.report_history import TelemetryRecorder
+from shuttled.records.journal import Journal
+from shuttled.reports.history import TelemetryRecorder
 
 
 class FakeLoop:

@@ -10,11 +10,11 @@ import pytest
 from report_rig import BIN, DEMO
 
 from protocols.state_machine import RunState
-from shuttled.audit import AuditTrail
 from shuttled.engine.unit_run import RunEvent
-from shuttled.journal import Journal
-from shuttled.report import render_report
-from shuttled.report_data import ReportUnavailable, load_report_data
+from shuttled.records.audit import AuditTrail
+from shuttled.records.journal import Journal
+from shuttled.reports.data import ReportUnavailable, load_report_data
+from shuttled.reports.html import render_report
 
 RUN = "CS-TEST-U01-0001"
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from drivers.clock import VirtualClock
 from protocols.loader import load_protocol_text
 from protocols.state_machine import Command, RunState
-from shuttled.clock import VirtualClock
-from shuttled.control.loop import ControlLoop
 from shuttled.devices import Devices
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
-from shuttled.sim_config import config_for_instrument
+from shuttled.loop.control_loop import ControlLoop
+from shuttled.records.journal import Journal
+from shuttled.simulation.instrument_config import config_for_instrument
 from simulators.faults import Fault
 from simulators.instrument import VirtualInstrument
 

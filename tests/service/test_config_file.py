@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shuttled.config_file import ConfigError, load_config
+from shuttled.service.config_file import ConfigError, load_config
 
 BIN = Path(sys.executable).parent
 

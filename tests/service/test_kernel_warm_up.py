@@ -31,7 +31,7 @@ kernels.step(np.zeros(4), 0.5)
 
 WARM_START = """
 import json, numpy as np, kernels
-from shuttled.kernel_warm_up import warm_cached_kernels
+from shuttled.control.kernel_warm_up import warm_cached_kernels
 loaded = warm_cached_kernels([kernels])
 before = [str(s) for s in kernels.step.signatures]
 kernels.step(np.zeros(4), 0.5)
@@ -65,6 +65,6 @@ def test_a_warmed_up_kernel_is_loaded_from_its_cache_before_the_first_call(
 
 def test_without_a_cache_the_warm_up_does_nothing(tmp_path: Path) -> None:
     (tmp_path / "kernels.py").write_text(KERNELS)
-    code = "import kernels\nfrom shuttled.kernel_warm_up import warm_cached_kernels\n"
+    code = "import kernels\nfrom shuttled.control.kernel_warm_up import warm_cached_kernels\n"
     code += "print(warm_cached_kernels([kernels]), len(kernels.step.signatures))"
     assert _python(code, tmp_path).split() == ["0", "0"]

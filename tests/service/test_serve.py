@@ -17,7 +17,7 @@ import pytest
 from protocols import load_protocol_file
 from shuttled.engine.checkpoint import checkpoint_of
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
+from shuttled.records.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

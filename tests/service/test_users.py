@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shuttled.users import (
+from shuttled.records.users import (
     User,
     create_simulation_account,
     hash_password,

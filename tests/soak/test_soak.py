@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from shuttled.simulate import SimulateOptions, simulate
+from shuttled.simulation.simulate import SimulateOptions, simulate
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent

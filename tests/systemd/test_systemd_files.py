@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from shuttled.config_file import ConfigFile, load_config
+from shuttled.service.config_file import ConfigFile, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shuttled.watchdog import ServiceHealth, watchdog_interval_s
+from shuttled.service.watchdog import ServiceHealth, watchdog_interval_s
 
 
 @pytest.fixture

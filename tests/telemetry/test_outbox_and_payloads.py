@@ -8,7 +8,7 @@ from pathlib import Path
 from protocols.state_machine import RunState
 from shuttled.control import safety
 from shuttled.engine.unit_run import RunEvent
-from shuttled.journal import Journal
+from shuttled.records.journal import Journal
 from shuttled.telemetry.feed import quality_of
 from shuttled.telemetry.outbox import Outbox
 from shuttled.telemetry.payloads import iso_ts, number, run_event_payload

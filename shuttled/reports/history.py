@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from shuttled.journal import Journal
+from shuttled.records.journal import Journal
 
 if TYPE_CHECKING:
-    from shuttled.control.loop import ControlLoop
+    from shuttled.loop.control_loop import ControlLoop
 
 log = structlog.get_logger("shuttled.report_history")
 

@@ -12,8 +12,25 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
-from shuttled.engine.unit_run import RunEvent
+from protocols.state_machine import RunState
+
+
+class JournaledEvent(Protocol):
+    """What the journal keeps of a run event (the engine's RunEvent is one). The records sit
+    below the engine: they store its events without knowing the engine."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def state(self) -> RunState: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def user(self) -> str: ...
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -50,7 +67,7 @@ CREATE TABLE IF NOT EXISTS events (
     user TEXT NOT NULL
 );
 """
-# Downsampled process values for run reports (shuttled/report_history.py decides what is kept):
+# Downsampled process values for run reports (shuttled/reports/history.py decides what is kept):
 # one row per unit every few minutes of process time and at every state, phase or alarm change.
 TELEMETRY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS telemetry (
@@ -133,7 +150,7 @@ class Journal:
                 (run_id, unit, number, identity, text, json.dumps(parameters, sort_keys=True), at),
             )
 
-    def append_events(self, run_id: str, unit: str, events: Iterable[RunEvent]) -> None:
+    def append_events(self, run_id: str, unit: str, events: Iterable[JournaledEvent]) -> None:
         rows = [(run_id, unit, e.at, e.kind, e.state.value, e.detail, e.user) for e in events]
         if not rows:
             return

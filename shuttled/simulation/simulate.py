@@ -1,8 +1,9 @@
 """`shuttled simulate`: the daemon's real stack against an in-process virtual instrument.
 
-Only this module of `shuttled/` imports `simulators/`. It wires the virtual instrument's endpoints
-into an ordinary daemon configuration, so everything above it — drivers, control loop, engine,
-journal — is exactly what runs on hardware.
+Only `shuttled/simulation/` imports `simulators/`. This module wires the virtual instrument's
+endpoints into an ordinary daemon configuration and hands it to the composition root with a
+virtual or scaled clock, so everything above the last hop — drivers, control loop, engine,
+journal, operator interface, telemetry — is exactly what runs on hardware.
 """
 
 from __future__ import annotations
@@ -13,35 +14,27 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
+from drivers.clock import make_clock
 from protocols.loader import load_protocol_file
 from protocols.model import Protocol
 from protocols.state_machine import RunState
-from shuttled.audit import AuditTrail
-from shuttled.clock import Clock, make_clock
+from shuttled.composition import Daemon
 from shuttled.config import MqttConfig
-from shuttled.control.loop import ControlLoop
-from shuttled.devices import Devices
-from shuttled.engine.persistence import RunPersistence
+from shuttled.engine.operations import OperationRefused, Operations
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
-from shuttled.operations import OperationRefused, Operations
-from shuttled.operator_server import OperatorServer, OperatorServerError
+from shuttled.operator_server import OperatorServerError
 from shuttled.operator_server.standard_nodes import user_cache_file
-from shuttled.report_history import TelemetryRecorder
-from shuttled.sim_config import config_for_instrument
-from shuttled.summary import RunSummary, summarise
-from shuttled.users import create_simulation_account
-
-if TYPE_CHECKING:
-    from shuttled.telemetry import Telemetry
+from shuttled.records.audit import AuditTrail
+from shuttled.records.users import create_simulation_account
+from shuttled.reports.summary import RunSummary, summarise
+from shuttled.simulation.instrument_config import config_for_instrument
 from simulators.faults import Fault, load_fault_file
 from simulators.instrument import VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
@@ -67,7 +60,7 @@ class SimulateOptions:
     opcua_port: int | None = None  # the operator server's; None: 4840 when serving, else any free
     users_file: Path | None = None  # None: a `sim` supervisor with a random password (SPEC §1)
     mqtt: MqttConfig | None = None  # --mqtt HOST[:PORT]: telemetry as the service sends it
-    report_dir: Path | None = None  # --report DIR: one HTML report per run (shuttled/report.py)
+    report_dir: Path | None = None  # --report DIR: an HTML report per run (reports/html.py)
     # Called with the process time after every control tick: how soak tests and benchmarks
     # watch a run (memory, progress) without touching what it does.
     tick_observers: list[Callable[[float], None]] = field(default_factory=list)
@@ -150,37 +143,34 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
         assignments = _assign_protocols(options, instrument.unit_ids)
         await instrument.start()
         clock.add_advance_listener(instrument.advance_to)
-        users_file = options.users_file
-        credentials = None
-        if users_file is None:
-            users_file, credentials = create_simulation_account(data_dir)
-        port = _operator_port(options, console)
-        config = config_for_instrument(
-            instrument.endpoints(), data_dir, port, users_file=users_file
-        ).to_daemon_config()
-        operator: OperatorServer | None = None
-        telemetry: Telemetry | None = None
-        devices = Devices(config)
-        journal = Journal(data_dir / "journal.sqlite3")
+        daemon: Daemon | None = None
         try:
-            await devices.open()
-            runs = {u.unit_id: UnitRun(u.unit_id) for u in config.units}
-            persistence = RunPersistence(journal)
-            loop = ControlLoop(config, devices, runs, clock, journal, persistence)
-            operations = Operations(config, runs, journal, clock, persistence)
-            operator = OperatorServer(
-                config, operations, journal, clock, standard_nodes_cache=user_cache_file()
+            users_file = options.users_file
+            credentials = None
+            if users_file is None:
+                users_file, credentials = create_simulation_account(data_dir)
+            port = _operator_port(options, console)
+            config = config_for_instrument(
+                instrument.endpoints(), data_dir, port, users_file=users_file
+            ).to_daemon_config()
+            daemon = Daemon(
+                replace(config, mqtt=options.mqtt),
+                clock,
+                restore_runs=False,
+                standard_nodes_cache=user_cache_file(),
             )
             try:
-                await operator.start()
+                await daemon.start()
             except OperatorServerError as error:
                 raise SimulationRefused(str(error)) from None
-            operator.attach_loop(loop)
+            operator = daemon.operator
+            assert operator is not None  # a simulation's configuration always has one
             for unit, protocol in assignments.items():
-                _start_protocol(operations, unit, protocol, options.parameters, operator.audit)
-            active = [runs[u] for u in assignments]
+                _start_protocol(
+                    daemon.operations, unit, protocol, options.parameters, operator.audit
+                )
+            active = [daemon.runs[u] for u in assignments]
             deadline = clock.now() + options.max_hours * 3600.0
-
             stop = _stop_on_signals()
 
             def finished() -> bool:
@@ -190,70 +180,35 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                     return False
                 return all(_run_has_ended(r) for r in active) or clock.now() >= deadline
 
-            telemetry = _start_telemetry(options, config.instrument_id, journal, runs, clock)
             if not active:
-                _print_serving(console, len(runs), data_dir, operator.endpoint, credentials)
-
-            history = TelemetryRecorder(journal)
+                _print_serving(console, len(daemon.runs), data_dir, operator.endpoint, credentials)
             with _progress(console, active) as update:
 
-                def after_tick() -> None:
-                    history.on_tick(loop)
-                    update(clock.now())
-                    operator.request_refresh()
-                    if telemetry is not None:
-                        telemetry.on_tick(loop)
-                    for observe in options.tick_observers:
-                        observe(clock.now())
+                def observe(_: Daemon) -> None:
+                    now = clock.now()
+                    update(now)
+                    for tick_observer in options.tick_observers:
+                        tick_observer(now)
 
-                await loop.run_until(finished, on_tick=after_tick)
+                await daemon.run_until(finished, [observe])
             for run in active:
                 if run.run_id is not None:
-                    journal.record_final_state(run.run_id, run.state.value)
+                    daemon.journal.record_final_state(run.run_id, run.state.value)
             if options.report_dir is not None:
-                _write_reports(options.report_dir, journal.path, active, console)
+                _write_reports(options.report_dir, daemon.journal.path, active, console)
             wall = time.monotonic() - wall_start
-            return [summarise(run, loop, clock.now(), wall) for run in active]
+            return [summarise(run, daemon.control, clock.now(), wall) for run in active]
         finally:
-            if telemetry is not None:
-                await telemetry.stop()
-            if operator is not None:
-                await operator.stop()
-            await devices.close()
-            journal.close()
+            if daemon is not None:
+                await daemon.stop()
             await instrument.stop()
-
-
-def _start_telemetry(
-    options: SimulateOptions,
-    instrument_id: str,
-    journal: Journal,
-    runs: dict[str, UnitRun],
-    clock: Clock,
-) -> Telemetry | None:
-    """MQTT as the service does it; simulated time is mapped onto the wall clock at start."""
-    if options.mqtt is None:
-        return None
-    from shuttled.telemetry import Telemetry
-
-    origin_wall, origin_process = time.time(), clock.now()
-    telemetry = Telemetry(
-        options.mqtt,
-        instrument_id,
-        journal.path,
-        runs,
-        clock.now,
-        lambda t: origin_wall + (t - origin_process),
-    )
-    telemetry.start()
-    return telemetry
 
 
 def _write_reports(
     directory: Path, journal_path: Path, runs: list[UnitRun], console: Console
 ) -> None:
     """One HTML report per run, written before a temporary data directory disappears."""
-    from shuttled.report import write_report
+    from shuttled.reports.html import write_report
 
     for run in runs:
         if run.run_id is not None:

@@ -25,21 +25,20 @@ import numpy as np
 import structlog
 
 from drivers.bioreactor_opcua import BioreactorReading
+from drivers.clock import Clock
 from drivers.interfaces import DeviceError, ProbeReading
 from protocols.state_machine import RunState
-from shuttled.clock import Clock
 from shuttled.config import DaemonConfig
 from shuttled.control import growth_estimator as estimator
 from shuttled.control import safety
-from shuttled.control.device_loss import DeviceKey, DeviceWatch, poll_bus
-from shuttled.control.pump_alarms import watchdog_ms
-from shuttled.control.pump_polling import PumpPoller
-from shuttled.devices import Devices
+from shuttled.devices import Devices, watchdog_ms
 from shuttled.engine.actions import Action, Dispense, StopPump, UnitSnapshot
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.statistics import RunStatistics
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
+from shuttled.loop.device_loss import DeviceKey, DeviceWatch, poll_bus
+from shuttled.loop.pump_polling import PumpPoller
+from shuttled.records.journal import Journal
 
 log = structlog.get_logger("shuttled.control")
 

@@ -17,8 +17,8 @@ from html import escape
 from pathlib import Path
 
 from shuttled import __version__
-from shuttled.report_data import ReportData, load_report_data
-from shuttled.report_svg import Band, Chart, Marker, Series, render_chart
+from shuttled.reports.data import ReportData, load_report_data
+from shuttled.reports.svg import Band, Chart, Marker, Series, render_chart
 
 PHASE_COLORS = ("#e8f0fb", "#fdf1e2", "#e9f6ec", "#f6e9f3", "#eeeeee", "#fbf7dc")
 STATE_COLORS = {

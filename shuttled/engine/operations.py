@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.clock import Clock
 from protocols import CommandRefused, ParameterError, ProtocolInvalid, load_protocol_text
 from protocols.model import Protocol
 from protocols.state_machine import Command, RunState
-from shuttled.clock import Clock
 from shuttled.config import DaemonConfig, UnitConfig
+from shuttled.engine.load_checks import check_protocol_fits_unit
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
-from shuttled.load_checks import check_protocol_fits_unit
+from shuttled.records.journal import Journal
 
 
 class OperationRefused(Exception):

@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 from drivers.interfaces import PumpStatus
 from protocols.state_machine import RunState
-from shuttled.control.device_loss import DeviceKey, DeviceWatch, poll_bus
-from shuttled.control.pump_alarms import PumpUnavailable, mid_transfer, settle_alarms
 from shuttled.devices import Devices
 from shuttled.engine.actions import PumpView
 from shuttled.engine.unit_run import UnitRun
+from shuttled.loop.device_loss import DeviceKey, DeviceWatch, poll_bus
+from shuttled.loop.pump_alarms import PumpUnavailable, mid_transfer, settle_alarms
 
 # Every pump, also idle ones, is asked for its STATUS this often.
 SURVEY_EVERY_TICKS = 12

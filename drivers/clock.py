@@ -1,5 +1,8 @@
 """The one injected clock that every process-timed part of shuttled reads.
 
+It lives with the drivers, below both the daemon and the simulators, because both keep time by
+it and neither may import the other (docs/architecture.md).
+
 Process time (what a protocol's `24h` means) is decoupled from wall time so that the same engine,
 drivers and control loop can run a 14-day protocol in real time on an instrument or in a minute on
 the virtual instrument. Nothing else in the daemon calls `time.time()` or `asyncio.sleep()` to
@@ -38,10 +41,20 @@ class Clock(Protocol):
         """Call `listener(now)` each time the clock wakes a sleeper (keeps the plant in step)."""
         ...
 
+    def to_epoch(self, t: float) -> float:
+        """UTC seconds for process time `t`, for timestamps people and historians read."""
+        ...
+
 
 class _ListenerMixin:
-    def __init__(self) -> None:
+    def __init__(self, start: float, epoch: float | None) -> None:
         self._listeners: list[AdvanceListener] = []
+        # Process time maps one to one onto calendar time from the moment the clock was made: a
+        # simulated run's telemetry reads as if it had run in real time starting now.
+        self._epoch_offset = (time.time() if epoch is None else epoch) - start
+
+    def to_epoch(self, t: float) -> float:
+        return self._epoch_offset + t
 
     def add_advance_listener(self, listener: AdvanceListener) -> None:
         self._listeners.append(listener)
@@ -52,10 +65,14 @@ class _ListenerMixin:
 
 
 class RealClock(_ListenerMixin):
-    """Wall time, optionally scaled by `speed` (process seconds per wall second)."""
+    """Wall time, optionally scaled by `speed` (process seconds per wall second).
 
-    def __init__(self, speed: float = 1.0, start: float = 0.0) -> None:
-        super().__init__()
+    `epoch`: the UTC time that process time `start` stands for (default: now). The service passes
+    `start=epoch=time.time()`, so its process time is UTC and survives a restart.
+    """
+
+    def __init__(self, speed: float = 1.0, start: float = 0.0, epoch: float | None = None) -> None:
+        super().__init__(start, epoch)
         if not speed > 0:
             raise ValueError(f"clock speed must be positive, got {speed!r}")
         self.speed = speed
@@ -80,8 +97,8 @@ class VirtualClock(_ListenerMixin):
     determinism. Other tasks read `now()`.
     """
 
-    def __init__(self, start: float = 0.0) -> None:
-        super().__init__()
+    def __init__(self, start: float = 0.0, epoch: float | None = None) -> None:
+        super().__init__(start, epoch)
         self._now = start
 
     def now(self) -> float:

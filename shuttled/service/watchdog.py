@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
-from shuttled.sd_notify import notify
+from shuttled.service.sd_notify import notify
 
 if TYPE_CHECKING:
-    from shuttled.control.loop import ControlLoop
+    from shuttled.loop.control_loop import ControlLoop
 
 log = structlog.get_logger("shuttled.watchdog")
 

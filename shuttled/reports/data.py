@@ -18,8 +18,8 @@ from typing import Any
 
 from protocols import ProtocolInvalid, load_protocol_text
 from protocols.model import Protocol
-from shuttled.audit import AuditRecord, read_journal
-from shuttled.journal import TELEMETRY_COLUMNS
+from shuttled.records.audit import AuditRecord, read_journal
+from shuttled.records.journal import TELEMETRY_COLUMNS
 
 PHASE_EVENT = re.compile(r"^phase (?P<name>\S+) at ")
 TRANSFER_START = re.compile(

@@ -25,14 +25,6 @@ from drivers.interfaces import DeviceError, DeviceRefused, Pump, PumpStatus
 from shuttled.engine.unit_run import UnitRun
 
 WATCHDOG = "WATCHDOG"
-WATCHDOG_PERIODS = 3  # control periods without a frame before a running pump stops by itself
-MAX_WATCHDOG_MS = 600_000  # SPEC §7 firmware range
-
-
-def watchdog_ms(control_period_s: float) -> int:
-    """Long enough that one missed tick (a retry, a slow bus) never trips it, short enough that
-    a dead daemon stops a pump within seconds."""
-    return int(min(MAX_WATCHDOG_MS, max(1000.0, WATCHDOG_PERIODS * control_period_s * 1000.0)))
 
 
 class PumpUnavailable(DeviceError):

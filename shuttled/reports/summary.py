@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from rich.console import Console
 from rich.table import Table
 
-from shuttled.control.loop import ControlLoop
 from shuttled.engine.unit_run import UnitRun
+from shuttled.loop.control_loop import ControlLoop
 
 WALL_CLOCK_FIELDS = ("wall_s",)
 

@@ -1,7 +1,8 @@
 """`shuttlectl analyze`: a protocol's dry run on the digital twin, before it touches cells.
 
-The same engine, control loop, kernels and drivers as the daemon, on one virtual unit with the
-virtual clock and in-process transports (simulators/direct_transport.py), so the prediction is
+The daemon itself, built by the same composition root as the service (`shuttled/composition.py`):
+the same engine, control loop, kernels and drivers, on one virtual unit with the virtual clock
+and in-process transports (simulators/direct_transport.py), so the prediction is
 what `shuttled simulate` — and, as far as the plant model is faithful, the instrument — will do.
 """
 
@@ -10,20 +11,17 @@ from __future__ import annotations
 import itertools
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from drivers.clock import VirtualClock
 from protocols import load_protocol_file
 from protocols.state_machine import RunState
-from shuttled.clock import VirtualClock
-from shuttled.control.loop import ControlLoop
-from shuttled.devices import Devices
-from shuttled.engine.persistence import RunPersistence
+from shuttled.composition import Daemon
 from shuttled.engine.unit_run import UnitRun
-from shuttled.journal import Journal
-from shuttled.operations import Operations
-from shuttled.sim_config import config_for_instrument
-from shuttled.summary import summarise
+from shuttled.loop.control_loop import ControlLoop
+from shuttled.reports.summary import summarise
+from shuttled.simulation.instrument_config import config_for_instrument
 from simulators.direct_transport import direct_transports
 from simulators.instrument import VirtualInstrument
 
@@ -83,36 +81,38 @@ async def analyze(path: Path, overrides: dict[str, float], seed: int = 0) -> Ana
         config = config_for_instrument(
             instrument.endpoints(), Path(scratch), 0, users_file=None
         ).to_daemon_config()
-        unit = config.units[0]
-        devices = Devices(config, direct_transports(instrument, clock.now))
-        journal = Journal(Path(scratch) / "journal.sqlite3")
-        runs = {unit.unit_id: UnitRun(unit.unit_id)}
-        persistence = RunPersistence(journal)
-        loop = ControlLoop(config, devices, runs, clock, journal, persistence)
-        operations = Operations(config, runs, journal, clock, persistence)
-        loaded = operations.load_protocol(unit.unit_id, protocol.text, user="analyze")
-        if not loaded.template_id:
-            raise ValueError("; ".join(loaded.errors))
-        operations.start(unit.unit_id, loaded.template_id, overrides, "analysis", "analyze")
-        run = runs[unit.unit_id]
-        watch = _Watch(
-            unit.limits.max_volume_ml, unit.limits.temperature_min, unit.limits.temperature_max
+        # The twin has no operators and no broker: nothing to serve, nothing to publish.
+        daemon = Daemon(
+            replace(config, operator=None),
+            clock,
+            direct_transports(instrument, clock.now),
+            restore_runs=False,
         )
-        deadline = clock.now() + _longest_seconds(protocol) * ANALYSIS_MARGIN
+        unit = config.units[0]
         try:
-            await devices.open()
-            await loop.run_until(
+            await daemon.start()
+            loaded = daemon.operations.load_protocol(unit.unit_id, protocol.text, user="analyze")
+            if not loaded.template_id:
+                raise ValueError("; ".join(loaded.errors))
+            daemon.operations.start(
+                unit.unit_id, loaded.template_id, overrides, "analysis", "analyze"
+            )
+            run = daemon.runs[unit.unit_id]
+            watch = _Watch(
+                unit.limits.max_volume_ml, unit.limits.temperature_min, unit.limits.temperature_max
+            )
+            deadline = clock.now() + _longest_seconds(protocol) * ANALYSIS_MARGIN
+            await daemon.run_until(
                 lambda: (
                     run.state
                     in (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED, RunState.HELD)
                     or clock.now() >= deadline
                 ),
-                on_tick=lambda: watch.observe(loop, unit.unit_id, run),
+                [lambda d: watch.observe(d.control, unit.unit_id, run)],
             )
-            summary = summarise(run, loop, clock.now(), 0.0)
+            summary = summarise(run, daemon.control, clock.now(), 0.0)
         finally:
-            await devices.close()
-            journal.close()
+            await daemon.stop()
     return Analysis(
         protocol=protocol.identity,
         parameters=run.parameters,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shuttled.config_file import (
+from shuttled.service.config_file import (
     BioreactorSection,
     BusSection,
     ConfigFile,
