@@ -18,9 +18,8 @@ back off exponentially (`backoff_initial_s` doubling up to `backoff_max_s`) on t
 waiting on a dead endpoint. Every call, the whole connect sequence included, is bounded by
 `timeout_s` of real time.
 
-Security comes from the configuration: a policy (``Basic256Sha256``, ``Aes256Sha256RsaPss``...)
-with a mode, the client certificate and key, optionally the server certificate (otherwise taken
-from the endpoint list), and a username with its password.
+The session is signed and encrypted by default, to a controller whose certificate is in the trust
+list (`drivers/bioreactor_security.py`); a username with its password may be added on top.
 """
 
 from __future__ import annotations
@@ -36,7 +35,14 @@ from typing import NoReturn
 
 from asyncua import Client, ua
 
+from drivers.bioreactor_security import (
+    ControllerRefusedUs,
+    OpcUaSecurity,
+    refusal_of_our_certificate,
+)
 from drivers.interfaces import DeviceDisconnected, DeviceError, DeviceTimeout
+
+__all__ = ["BioreactorReading", "Health", "HealthChange", "OpcUaBioreactor", "OpcUaSecurity"]
 
 TEMPERATURE = ("FunctionSet", "Temperature", "SensorValue")
 HEATER = ("FunctionSet", "Heater", "Output")
@@ -67,26 +73,6 @@ class HealthChange:
     at: float  # on the driver's time source (`now`)
     health: str
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class OpcUaSecurity:
-    """How to secure the session; policy "None" means no security (loopback simulators)."""
-
-    policy: str = "None"
-    mode: str = "SignAndEncrypt"
-    certificate: str | None = None
-    private_key: str | None = None
-    server_certificate: str | None = None
-
-    def as_string(self) -> str | None:
-        """asyncua's ``Policy,Mode,certificate,private_key[,server_certificate]``."""
-        if self.policy == "None":
-            return None
-        if not (self.certificate and self.private_key):
-            raise ValueError(f"security policy {self.policy} needs a certificate and private key")
-        parts = [self.policy, self.mode, self.certificate, self.private_key]
-        return ",".join(parts + ([self.server_certificate] if self.server_certificate else []))
 
 
 class OpcUaBioreactor:
@@ -121,6 +107,7 @@ class OpcUaBioreactor:
         self._heater_ids: dict[str, ua.NodeId] = {}
         self._backoff_s = 0.0
         self._next_attempt = -math.inf
+        self._last_failure = ""  # said again while backing off, so an alarm names the cause
         self.connects = 0  # sessions opened, for tests and diagnostics
         self.health = Health.LOST
         self.health_since = now()
@@ -155,14 +142,16 @@ class OpcUaBioreactor:
             client.set_user(self._username)
             client.set_password(self._password or "")
         try:
+            if not self.security.insecure:
+                self.security.client_certificate()  # first start: made here, not in the timeout
             read_ids, heater_ids = await asyncio.wait_for(self._open(client), self.timeout_s)
         except Exception as error:  # asyncua raises more than UaError; none may escape raw
             await _quietly_disconnect(client)
             self._back_off()
             self._set_health(Health.LOST, f"connect failed: {error!r}")
-            if isinstance(error, TimeoutError):
-                raise DeviceTimeout(f"bioreactor controller {self.endpoint}: no answer") from error
-            raise DeviceError(f"bioreactor controller {self.endpoint}: {error!r}") from error
+            failure = self._device_error(error)
+            self._last_failure = str(failure)
+            raise failure from error
         self._client = client
         self._read_ids = read_ids
         self._heater_ids = heater_ids
@@ -171,10 +160,24 @@ class OpcUaBioreactor:
         self.connects += 1
         self._set_health(Health.CONNECTED, "session opened")
 
+    def _device_error(self, error: Exception) -> DeviceError:
+        """What a failure means, in words an administrator can act on."""
+        if isinstance(error, DeviceError):
+            return error
+        if isinstance(error, TimeoutError):
+            return DeviceTimeout(f"bioreactor controller {self.endpoint}: no answer")
+        refusal = refusal_of_our_certificate(error)
+        if refusal is not None and not self.security.insecure:
+            return ControllerRefusedUs(
+                self.endpoint, refusal, self.security.client_certificate().certificate
+            )
+        if isinstance(error, OSError) and error.filename is not None:
+            return DeviceError(f"bioreactor controller {self.endpoint}: certificates: "
+                               f"{error.strerror}: {error.filename}")
+        return DeviceError(f"bioreactor controller {self.endpoint}: {error!r}")
+
     async def _open(self, client: Client) -> tuple[list[ua.NodeId], dict[str, ua.NodeId]]:
-        security = self.security.as_string()
-        if security is not None:
-            await client.set_security_string(security)
+        await self.security.apply(client, self.endpoint)
         await client.connect()
         ns = await client.get_namespace_index(self.namespace_uri)
         read_ids: list[ua.NodeId] = []
@@ -245,21 +248,22 @@ class OpcUaBioreactor:
             wait = self._next_attempt - self.now()
             if wait > 0:
                 raise DeviceDisconnected(
-                    f"bioreactor controller {self.endpoint}: reconnecting in {wait:.1f} s"
+                    f"{self._last_failure or f'bioreactor controller {self.endpoint}: lost'} "
+                    f"(reconnecting in {wait:.1f} s)"
                 )
             await self.connect()
         assert self._client is not None
         return self._client
 
-    async def _lose(self, error: BaseException) -> NoReturn:
+    async def _lose(self, error: Exception) -> NoReturn:
         client, self._client = self._client, None
         self._back_off()
         self._set_health(Health.LOST, f"call failed: {error!r}")
         if client is not None:
             await _quietly_disconnect(client, self.timeout_s)
-        if isinstance(error, asyncio.TimeoutError | TimeoutError):
-            raise DeviceTimeout(f"bioreactor controller {self.endpoint}: no answer") from error
-        raise DeviceError(f"bioreactor controller {self.endpoint}: {error!r}") from error
+        failure = self._device_error(error)
+        self._last_failure = str(failure)
+        raise failure from error
 
 
 def _as_float(value: ua.DataValue) -> float:

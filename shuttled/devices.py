@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
 from drivers.bioreactor_opcua import OpcUaBioreactor, OpcUaSecurity
+from drivers.bioreactor_security import ControllerNotTrusted, ControllerRefusedUs
 from drivers.interfaces import DeviceError, DeviceRefused
 from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
 from drivers.pump_serial import PumpBus, SerialPump
@@ -32,22 +34,40 @@ def watchdog_ms(control_period_s: float) -> int:
     return int(min(MAX_WATCHDOG_MS, max(1000.0, WATCHDOG_PERIODS * control_period_s * 1000.0)))
 
 
-def opcua_bioreactor(
-    config: BioreactorConfig, nodes: dict[str, str], timeout: float
-) -> OpcUaBioreactor:
-    """The real driver, with the session security and credentials the configuration names."""
-    password = None
-    if config.password_file is not None:
-        lines = config.password_file.read_text(encoding="utf-8").splitlines()
-        password = lines[0] if lines else ""
-    security = OpcUaSecurity(
+def controller_pki_dir(data_dir: Path) -> Path:
+    """The controller link's certificates: own/ (the daemon's client certificate), trusted/ (the
+    controllers it talks to), rejected/ (unknown controllers, for an administrator to check)."""
+    return data_dir / "pki" / "controllers"
+
+
+def controller_security(
+    config: BioreactorConfig, data_dir: Path, instrument_id: str
+) -> OpcUaSecurity:
+    """The session security the configuration names, with the trust list under `data_dir`."""
+    return OpcUaSecurity(
         config.security_policy,
         config.security_mode,
         *(
             str(path) if path is not None else None
             for path in (config.certificate, config.private_key, config.server_certificate)
         ),
+        pki_dir=str(controller_pki_dir(data_dir)),
+        application_uri=f"urn:cellshuttle:shuttled:{instrument_id}:controller-link",
     )
+
+
+def opcua_bioreactor(
+    config: BioreactorConfig,
+    nodes: dict[str, str],
+    timeout: float,
+    data_dir: Path,
+    instrument_id: str,
+) -> OpcUaBioreactor:
+    """The real driver, with the session security and credentials the configuration names."""
+    password = None
+    if config.password_file is not None:
+        lines = config.password_file.read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
     return OpcUaBioreactor(
         config.endpoint,
         config.namespace_uri,
@@ -55,8 +75,31 @@ def opcua_bioreactor(
         timeout_s=timeout,
         username=config.username,
         password=password,
-        security=security,
+        security=controller_security(config, data_dir, instrument_id),
     )
+
+
+def _warn_if_insecure(bioreactor: OpcUaBioreactor) -> None:
+    """At every start, so that an unencrypted temperature loop is never forgotten."""
+    security = getattr(bioreactor, "security", None)  # in-process transports have none
+    if isinstance(security, OpcUaSecurity) and security.insecure:
+        log.warning('bioreactor controller link is NOT encrypted (security_policy = "None"): '
+                    "anyone on its network can read and write the heaters",
+                    endpoint=bioreactor.endpoint)
+
+
+def _log_unreachable(bioreactor: OpcUaBioreactor, error: DeviceError) -> None:
+    """One line an administrator can act on: which certificate to copy where."""
+    if isinstance(error, ControllerNotTrusted):
+        log.error("bioreactor controller certificate not trusted: connection refused",
+                  endpoint=bioreactor.endpoint, certificate=str(error.copied_to),
+                  trust_it_by_copying_to=str(error.trusted_dir))
+    elif isinstance(error, ControllerRefusedUs):
+        log.error("bioreactor controller refused the daemon's certificate",
+                  endpoint=bioreactor.endpoint, add_to_controller=str(error.certificate))
+    else:
+        log.warning("bioreactor controller unreachable", endpoint=bioreactor.endpoint,
+                    error=str(error))
 
 
 @dataclass
@@ -81,7 +124,9 @@ class Devices:
             controllers.setdefault(key, unit.bioreactor)
         for key, nodes in nodes_by_controller.items():
             if make.bioreactor is None:
-                self.bioreactors[key] = opcua_bioreactor(controllers[key], nodes, timeout)
+                self.bioreactors[key] = opcua_bioreactor(
+                    controllers[key], nodes, timeout, config.data_dir, config.instrument_id
+                )
             else:
                 self.bioreactors[key] = make.bioreactor(key[0], key[1], nodes, timeout)
 
@@ -113,14 +158,11 @@ class Devices:
     async def open(self) -> None:
         """Contact every device once; one that does not answer is logged, not fatal."""
         for bioreactor in self.bioreactors.values():
+            _warn_if_insecure(bioreactor)
             try:
                 await bioreactor.connect()
             except DeviceError as error:
-                log.warning(
-                    "bioreactor controller unreachable",
-                    endpoint=bioreactor.endpoint,
-                    error=str(error),
-                )
+                _log_unreachable(bioreactor, error)
         for bus in (*self.pump_buses.values(), *self.probe_buses.values()):
             try:
                 await bus.open()

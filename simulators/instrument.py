@@ -1,8 +1,9 @@
 """A complete virtual Cell Shuttle: plant physics behind the same interfaces as the hardware.
 
-The bioreactor controller is a real OPC UA server on loopback; the pump modules and density
-probes are firmware stubs behind real pseudo-terminals. The daemon's drivers cannot tell it from
-an instrument, so every test and demo runs the production code paths.
+The bioreactor controller is a real OPC UA server on loopback, encrypted and with a trust list
+of clients like a plant's; the pump modules and density probes are firmware stubs behind real
+pseudo-terminals. The daemon's drivers cannot tell it from an instrument, so every test and demo
+runs the production code paths.
 
 Physics advances only in `advance_to(now)`, called by the injected clock, so for a given seed and
 sequence of commands the result is the same however fast the machine is. Scheduled faults
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -74,13 +77,17 @@ class ProbeEndpoint:
 
 @dataclass(frozen=True)
 class InstrumentEndpoints:
-    """Where each of the virtual instrument's devices can be reached (for the daemon's config)."""
+    """Where each of the virtual instrument's devices can be reached (for the daemon's config),
+    and the controller's certificate exchange: its certificate (DER) for the client's trust
+    list, and the directory where a client's certificate must be copied to be admitted."""
 
     opcua_endpoint: str
     opcua_namespace: str
     unit_nodes: dict[str, str]
     pumps: list[PumpEndpoint]
     probes: list[ProbeEndpoint]
+    opcua_certificate: str
+    opcua_trusted_clients: str
 
 
 def unit_id_of(index: int) -> str:
@@ -100,6 +107,8 @@ class VirtualInstrument:
         probe: probe_model.ProbeParameters | None = None,
         faults: list[Fault] | None = None,
         serial_timing: SerialTiming | None = None,  # None: replies as fast as the pty goes
+        pki_dir: Path | None = None,  # the controller's certificates; None: a temporary one
+        allow_insecure: bool = False,  # also offer SecurityPolicy None
     ) -> None:
         if units < 1:
             raise ValueError("a virtual instrument needs at least one unit")
@@ -127,7 +136,12 @@ class VirtualInstrument:
             stirrer_rpm=np.full(units, STIRRER_RPM),
             available=[True] * units,
         )
-        self.opcua = SimulatedBioreactorServer(self.unit_ids, self.arrays, opcua_port)
+        if pki_dir is None:  # removed with the instrument object
+            self._pki_scratch = tempfile.TemporaryDirectory(prefix="sim-controller-pki-")
+            pki_dir = Path(self._pki_scratch.name)
+        self.opcua = SimulatedBioreactorServer(
+            self.unit_ids, self.arrays, opcua_port, pki_dir=pki_dir, allow_insecure=allow_insecure
+        )
         self._pump_routes: dict[tuple[int, int], tuple[int, PumpSpec]] = {}
         self.pump_firmware: dict[tuple[str, str], PumpFirmware] = {}
         self.pump_buses: list[tuple[PtyBus, PumpBusFirmware]] = []
@@ -202,6 +216,8 @@ class VirtualInstrument:
             unit_nodes={u: u for u in self.unit_ids},
             pumps=pumps,
             probes=probes,
+            opcua_certificate=str(self.opcua.certificate),
+            opcua_trusted_clients=str(self.opcua.trust_list.trusted_dir),
         )
 
     async def advance_to(self, now: float) -> None:

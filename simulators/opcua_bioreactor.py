@@ -9,6 +9,11 @@ Values are served from callbacks over the plant's measurement arrays, so a read 
 latest physics step without copying every value into the address space after every step. Writes
 to the heater are checked before they reach the plant: NaN, infinities and values outside
 0–100 % are refused with a Bad status, as a real controller refuses them.
+
+It is secured as a plant's controller should be: Basic256Sha256 and Aes256_Sha256_RsaPss with
+SignAndEncrypt, its own certificate (made on first start under `pki_dir/own`), and only clients
+whose certificate is in `pki_dir/trusted` (an unknown one is refused and copied to
+`pki_dir/rejected`). SecurityPolicy None is offered only with `allow_insecure`.
 """
 
 from __future__ import annotations
@@ -17,13 +22,31 @@ import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import structlog
 from asyncua import Server, ua
 from asyncua.server.address_space import AttributeService
 
+from drivers.bioreactor_security import OpcUaSecurity
+from drivers.opcua_pki import (
+    OwnCertificate,
+    TrustList,
+    copy_into,
+    ensure_certificate,
+    own_paths,
+)
+
 NAMESPACE_URI = "urn:cellshuttle:sim-bioreactor"
+APPLICATION_URI = "urn:cellshuttle:sim-bioreactor-controller"
 CONTROLLER_NAME = "BRC-SIM"
+SECURE_POLICIES = [
+    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+]
+
+log = structlog.get_logger("simulators.opcua")
 
 # Browse paths below a unit, shared with the driver's configuration of this controller.
 TEMPERATURE_PATH = ("FunctionSet", "Temperature", "SensorValue")
@@ -84,23 +107,70 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class _ClientTrustList(TrustList):
+    def refused(self, copied_to: Path) -> None:
+        log.warning("simulated controller refused a client certificate: not in its trust list",
+                    copied_to=str(copied_to), trust_it_by_copying_to=str(self.trusted_dir))
+
+
 class SimulatedBioreactorServer:
     """One OPC UA server for the instrument's bioreactor controller, all units in one namespace."""
 
-    def __init__(self, unit_ids: list[str], arrays: ControllerArrays, port: int) -> None:
+    def __init__(
+        self,
+        unit_ids: list[str],
+        arrays: ControllerArrays,
+        port: int,
+        *,
+        pki_dir: Path,
+        allow_insecure: bool = False,
+    ) -> None:
         self.unit_ids = unit_ids
         self.arrays = arrays
         self.port = port or free_loopback_port()
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/bioreactor"
+        self.pki_dir = pki_dir
+        self.allow_insecure = allow_insecure
+        self.trust_list = _ClientTrustList(pki_dir)
         self._server: Server | None = None
         self.suspended = False
+
+    def own_certificate(self) -> OwnCertificate:
+        """The controller's certificate and key, made on first use."""
+        return ensure_certificate(self.pki_dir / "own", APPLICATION_URI,
+                                  "Cell Shuttle simulated bioreactor controller", server=True)
+
+    @property
+    def certificate(self) -> Path:
+        """The controller's certificate (DER), for a client's trust list; made by `start`."""
+        return own_paths(self.pki_dir / "own").certificate
+
+    def trust_client(self, certificate: Path) -> Path:
+        """Admit a client by its certificate, as a controller's administrator would."""
+        return copy_into(certificate, self.trust_list.trusted_dir)
+
+    def client_security(self, pki_dir: Path, policy: str = "Basic256Sha256") -> OpcUaSecurity:
+        """A driver's security for this controller on a test bench: the driver's certificate
+        made under `pki_dir`, and each side's certificate in the other's trust list."""
+        security = OpcUaSecurity(policy, pki_dir=str(pki_dir))
+        self.trust_client(security.client_certificate().certificate)
+        copy_into(self.own_certificate().certificate, pki_dir / "trusted")
+        return security
 
     async def start(self) -> None:
         server = Server()
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("Cell Shuttle simulated bioreactor controller")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await server.set_application_uri(APPLICATION_URI)
+        own = self.own_certificate()
+        await server.load_certificate(str(own.certificate))
+        await server.load_private_key(str(own.private_key))
+        policies = list(SECURE_POLICIES)
+        if self.allow_insecure:
+            policies.insert(0, ua.SecurityPolicyType.NoSecurity)
+        server.set_security_policy(policies)
+        server.set_certificate_validator(self.trust_list)
         ns = await server.register_namespace(NAMESPACE_URI)
         checks: dict[ua.NodeId, WriteCheck] = {}
 

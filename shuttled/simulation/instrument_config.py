@@ -1,13 +1,17 @@
 """The daemon configuration that fits a virtual instrument, for `simulate` and `shuttle-sim`.
 
 Both build the same `ConfigFile` the service reads from TOML, so a configuration printed by
-`shuttle-sim --print-config` is exactly what `shuttled simulate` runs in-process.
+`shuttle-sim --print-config` is exactly what `shuttled simulate` runs in-process. Both also set up
+the bench's certificates (`trust_each_other`), so the device link is encrypted as on a plant.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from drivers.opcua_pki import copy_into
+from shuttled.config import DaemonConfig
+from shuttled.devices import controller_pki_dir, controller_security
 from shuttled.service.config_file import (
     BioreactorSection,
     BusSection,
@@ -69,3 +73,21 @@ def config_for_instrument(
         buses=buses,
         units=units,
     )
+
+
+def trust_each_other(endpoints: InstrumentEndpoints, config: DaemonConfig) -> None:
+    """The certificate exchange an administrator does when a controller is installed: the
+    controller's certificate into the daemon's trust list (<data_dir>/pki/controllers/trusted),
+    and the daemon's client certificate (made now, as the daemon makes it on first start) into
+    the controller's. Nothing to do for a link configured with security_policy "None"."""
+    for unit in config.units:
+        if unit.bioreactor.endpoint != endpoints.opcua_endpoint:
+            continue
+        security = controller_security(unit.bioreactor, config.data_dir, config.instrument_id)
+        if security.insecure:
+            continue
+        trusted_clients = Path(endpoints.opcua_trusted_clients)
+        copy_into(security.client_certificate().certificate, trusted_clients)
+        trusted_controllers = controller_pki_dir(config.data_dir) / "trusted"
+        copy_into(Path(endpoints.opcua_certificate), trusted_controllers)
+        return  # one controller, one exchange

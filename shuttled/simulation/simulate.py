@@ -34,7 +34,7 @@ from shuttled.operator_server.standard_nodes import user_cache_file
 from shuttled.records.audit import AuditTrail
 from shuttled.records.users import create_simulation_account
 from shuttled.reports.summary import RunSummary, summarise
-from shuttled.simulation.instrument_config import config_for_instrument
+from shuttled.simulation.instrument_config import config_for_instrument, trust_each_other
 from simulators.faults import Fault, load_fault_file
 from simulators.instrument import VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
@@ -138,7 +138,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
         data_dir = options.data_dir or Path(scratch)
         clock = make_clock(options.speed)
         instrument = VirtualInstrument(
-            options.units, now=clock.now, seed=options.seed, faults=_load_faults(options)
+            options.units, now=clock.now, seed=options.seed, faults=_load_faults(options),
+            pki_dir=data_dir / "simulated-controller-pki",  # reused with the same --data-dir
         )
         assignments = _assign_protocols(options, instrument.unit_ids)
         await instrument.start()
@@ -150,9 +151,11 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             if users_file is None:
                 users_file, credentials = create_simulation_account(data_dir)
             port = _operator_port(options, console)
+            endpoints = instrument.endpoints()
             config = config_for_instrument(
-                instrument.endpoints(), data_dir, port, users_file=users_file
+                endpoints, data_dir, port, users_file=users_file
             ).to_daemon_config()
+            trust_each_other(endpoints, config)  # the device link is encrypted, as on a plant
             daemon = Daemon(
                 replace(config, mqtt=options.mqtt),
                 clock,

@@ -9,6 +9,7 @@ the daemon runs on hardware (PyLabRobot's sync-mock bug is the cautionary tale).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +23,16 @@ from simulators.instrument import VirtualInstrument
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-async def instrument(request: pytest.FixtureRequest) -> AsyncIterator[Instrument]:
+async def instrument(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Instrument]:
     clock = {"t": 0.0}
     virtual = VirtualInstrument(2, now=lambda: clock["t"], seed=5)
     ends = virtual.endpoints()
     if request.param == "driver":
         bioreactor: Any = OpcUaBioreactor(
-            ends.opcua_endpoint, ends.opcua_namespace, ends.unit_nodes, timeout_s=2.0
+            ends.opcua_endpoint, ends.opcua_namespace, ends.unit_nodes, timeout_s=2.0,
+            security=virtual.opcua.client_security(tmp_path / "client-pki"),  # encrypted
         )
         pump_bus: Any = PumpBus(ends.pumps[0].port, timeout_s=TIMEOUT_S, retries=1)
         probe_bus: Any = ProbeBus(ends.probes[0].port, timeout_s=TIMEOUT_S, retries=1)

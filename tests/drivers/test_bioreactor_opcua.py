@@ -1,10 +1,12 @@
-"""The OPC UA bioreactor driver against the simulated controller over loopback TCP."""
+"""The OPC UA bioreactor driver against the simulated controller over loopback TCP, encrypted
+(Basic256Sha256 SignAndEncrypt, each side's certificate in the other's trust list)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,25 +24,35 @@ UNITS = [f"U{i:02d}" for i in range(1, 17)]
 
 
 @pytest.fixture
-async def controller():
+async def controller(tmp_path: Path):
     n = len(UNITS)
     arrays = ControllerArrays(
         measured_temperature=np.linspace(20.0, 35.0, n), volume_ml=np.full(n, 100.0),
         heater_pct=np.zeros(n), stirrer_rpm=np.full(n, 60.0), available=[True] * n,
     )
-    server = SimulatedBioreactorServer(UNITS, arrays, port=0)
+    server = SimulatedBioreactorServer(UNITS, arrays, port=0, pki_dir=tmp_path / "controller")
     await server.start()
     yield server
     await server.stop()
 
 
 def _driver(server: SimulatedBioreactorServer) -> OpcUaBioreactor:
-    return OpcUaBioreactor(server.endpoint, NAMESPACE_URI, {u: u for u in UNITS}, timeout_s=2.0)
+    security = server.client_security(server.pki_dir.parent / "client")
+    return OpcUaBioreactor(server.endpoint, NAMESPACE_URI, {u: u for u in UNITS}, timeout_s=2.0,
+                           security=security)
+
+
+def _unreachable_security(tmp_path: Path) -> OpcUaSecurity:
+    return OpcUaSecurity(pki_dir=str(tmp_path / "client"))
 
 
 async def test_one_batched_read_returns_every_unit(controller: SimulatedBioreactorServer) -> None:
     driver = _driver(controller)
     await driver.connect()
+    assert driver._client is not None
+    policy = driver._client.security_policy
+    assert policy.URI.endswith("#Basic256Sha256")
+    assert policy.Mode == 3  # ua.MessageSecurityMode.SignAndEncrypt
     readings = await driver.read_units()
     assert list(readings) == UNITS
     assert readings["U01"].temperature == pytest.approx(20.0)
@@ -85,7 +97,8 @@ async def test_a_lost_controller_raises_and_a_returning_one_is_reconnected_after
 ) -> None:
     clock = HandClock()
     driver = OpcUaBioreactor(
-        controller.endpoint, NAMESPACE_URI, {u: u for u in UNITS}, timeout_s=2.0, now=clock
+        controller.endpoint, NAMESPACE_URI, {u: u for u in UNITS}, timeout_s=2.0, now=clock,
+        security=controller.client_security(controller.pki_dir.parent / "client"),
     )
     await driver.read_units()
     await controller.stop()
@@ -109,11 +122,14 @@ async def test_a_lost_controller_raises_and_a_returning_one_is_reconnected_after
     await driver.close()
 
 
-async def test_backoff_doubles_up_to_its_maximum_while_the_endpoint_stays_away() -> None:
+async def test_backoff_doubles_up_to_its_maximum_while_the_endpoint_stays_away(
+    tmp_path: Path,
+) -> None:
     clock = HandClock()
     driver = OpcUaBioreactor(
         f"opc.tcp://127.0.0.1:{free_loopback_port()}/none", NAMESPACE_URI, {"U01": "U01"},
         timeout_s=0.5, now=clock, backoff_initial_s=1.0, backoff_max_s=4.0,
+        security=_unreachable_security(tmp_path),
     )  # fmt: skip
     waits = []
     for _ in range(5):
@@ -125,14 +141,17 @@ async def test_backoff_doubles_up_to_its_maximum_while_the_endpoint_stays_away()
     assert driver.health == Health.LOST
 
 
-async def test_a_controller_that_accepts_but_never_answers_costs_one_timeout() -> None:
+async def test_a_controller_that_accepts_but_never_answers_costs_one_timeout(
+    tmp_path: Path,
+) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)  # take the HEL message and never answer
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     driver = OpcUaBioreactor(f"opc.tcp://127.0.0.1:{port}/x", NAMESPACE_URI, {"U01": "U01"},
-                             timeout_s=0.3)  # fmt: skip
+                             timeout_s=0.3, security=_unreachable_security(tmp_path))  # fmt: skip
+    driver.security.client_certificate()  # made on first start, outside the call's timeout
     started = time.monotonic()
     with pytest.raises(DeviceTimeout):
         await driver.read_units()
@@ -160,17 +179,9 @@ async def test_an_unreadable_unit_degrades_health_and_a_good_read_restores_it(
     await driver.close()
 
 
-def test_security_from_the_configuration() -> None:
-    assert OpcUaSecurity().as_string() is None
-    secure = OpcUaSecurity("Basic256Sha256", "SignAndEncrypt", "c.pem", "k.pem", "s.der")
-    assert secure.as_string() == "Basic256Sha256,SignAndEncrypt,c.pem,k.pem,s.der"
-    with pytest.raises(ValueError, match="needs a certificate"):
-        OpcUaSecurity("Basic256Sha256").as_string()
-
-
-async def test_an_unreachable_endpoint_fails_within_the_timeout() -> None:
+async def test_an_unreachable_endpoint_fails_within_the_timeout(tmp_path: Path) -> None:
     driver = OpcUaBioreactor("opc.tcp://127.0.0.1:9/none", NAMESPACE_URI, {"U01": "U01"},
-                             timeout_s=0.5)
+                             timeout_s=0.5, security=_unreachable_security(tmp_path))
     with pytest.raises(DeviceError):
         await driver.read_units()
     assert driver.health == Health.LOST

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ TIMEOUT_S = 0.2
 class Rig:
     """Two units; `advance(s)` moves simulated time, which is when scheduled faults apply."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_pki: Path) -> None:
         self.t = 0.0
         self.instrument = VirtualInstrument(2, now=lambda: self.t, seed=3)
         self.schedule = self.instrument.faults
@@ -25,6 +26,7 @@ class Rig:
         self.bioreactor = OpcUaBioreactor(
             ends.opcua_endpoint, ends.opcua_namespace, ends.unit_nodes, timeout_s=1.0,
             now=lambda: self.t,  # reconnect backoff in simulated time, like the daemon's
+            security=self.instrument.opcua.client_security(client_pki),  # encrypted
         )
         pump_ports = {p.port for p in ends.pumps}
         assert len(pump_ports) == 1
@@ -42,8 +44,8 @@ class Rig:
 
 
 @pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    r = Rig()
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    r = Rig(tmp_path / "client-pki")
     await r.instrument.start()
     await r.advance(1.0)
     yield r

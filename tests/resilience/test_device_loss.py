@@ -21,7 +21,7 @@ from shuttled.devices import Devices
 from shuttled.engine.unit_run import UnitRun
 from shuttled.loop.control_loop import ControlLoop
 from shuttled.records.journal import Journal
-from shuttled.simulation.instrument_config import config_for_instrument
+from shuttled.simulation.instrument_config import config_for_instrument, trust_each_other
 from simulators.faults import Fault
 from simulators.instrument import VirtualInstrument
 
@@ -60,6 +60,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     clock.add_advance_listener(instrument.advance_to)
     config = config_for_instrument(instrument.endpoints(), tmp_path, 0, users_file=None)
     daemon_config = config.model_copy(update={"device_timeout_s": 0.2}).to_daemon_config()
+    trust_each_other(instrument.endpoints(), daemon_config)  # the device link is encrypted
     devices = Devices(daemon_config)
     await devices.open()
     journal = Journal(tmp_path / "journal.sqlite3")

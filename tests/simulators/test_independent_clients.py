@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from drivers.opcua_pki import ensure_certificate
 from simulators import plant
 from simulators.instrument import VirtualInstrument
 
@@ -98,13 +101,28 @@ def _node_opcua() -> tuple[str, dict[str, str]]:
     return node, {"NODE_PATH": str(NODE_DIR / "node_modules")}
 
 
+NODE_CLIENT_URI = "urn:cellshuttle:tests:node-opcua"
+
+
+def _node_client_certificate(pki: Path) -> tuple[Path, Path]:
+    """node-opcua's certificate (PEM) and key, made here so the controller can be told to
+    trust it, as an administrator would, before the client connects."""
+    own = ensure_certificate(pki / "own", NODE_CLIENT_URI, "node-opcua test client", server=False)
+    pem = pki / "own" / "cert.pem"
+    pem.write_bytes(x509.load_der_x509_certificate(own.certificate.read_bytes())
+                    .public_bytes(Encoding.PEM))
+    return pem, own.private_key
+
+
 async def test_node_opcua_browses_and_reads_the_simulated_bioreactor(
-    instrument: VirtualInstrument,
+    instrument: VirtualInstrument, tmp_path: Path
 ) -> None:
     node, env = _node_opcua()
     endpoint = instrument.endpoints().opcua_endpoint
+    certificate, key = _node_client_certificate(tmp_path / "node-pki")
+    instrument.opcua.trust_client(tmp_path / "node-pki" / "own" / "cert.der")
     process = await asyncio.create_subprocess_exec(
-        node, str(NODE_SCRIPT), endpoint,
+        node, str(NODE_SCRIPT), endpoint, str(certificate), str(key), str(tmp_path / "node-pki"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**env, "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 120)

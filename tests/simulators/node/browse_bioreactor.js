@@ -1,17 +1,27 @@
 // An independent OPC UA client (node-opcua, not asyncua) browses the simulated bioreactor
-// controller and reads every unit's variables. Prints one JSON object:
+// controller over a Basic256Sha256 SignAndEncrypt session and reads every unit's variables.
+// Prints one JSON object:
 // RESULT {"units": {"U01": {"Temperature": 22.0, ...}}, "heater_write": "Good"|"Bad..."}
+// usage: node browse_bioreactor.js ENDPOINT CERT_PEM KEY_PEM PKI_DIR
 "use strict";
 const opcua = require("node-opcua");
 
 const NAMESPACE = "urn:cellshuttle:sim-bioreactor";
 
 async function main() {
-  const endpoint = process.argv[2];
+  const [endpoint, certificateFile, privateKeyFile, pkiDir] = process.argv.slice(2);
   const client = opcua.OPCUAClient.create({
+    applicationName: "node-opcua bioreactor test",
+    applicationUri: "urn:cellshuttle:tests:node-opcua",
     endpointMustExist: false,
-    securityMode: opcua.MessageSecurityMode.None,
-    securityPolicy: opcua.SecurityPolicy.None,
+    securityMode: opcua.MessageSecurityMode.SignAndEncrypt,
+    securityPolicy: opcua.SecurityPolicy.Basic256Sha256,
+    certificateFile,
+    privateKeyFile,
+    clientCertificateManager: new opcua.OPCUACertificateManager({
+      rootFolder: pkiDir,
+      automaticallyAcceptUnknownCertificate: true,
+    }),
     connectionStrategy: { maxRetry: 0 },
   });
   await client.connect(endpoint);
