@@ -1,8 +1,8 @@
 """The daemon's view of its instrument: which device serves which unit, and the unit's limits.
 
 `shuttled simulate` builds this from the virtual instrument's endpoints; `shuttled serve` reads
-the same structure from TOML (SPEC §2, shuttled/service/config_file.py). Keeping one typed structure means the daemon never knows
-which of the two it is talking to.
+the same structure from TOML (SPEC §2, shuttled/service/config_file.py). Keeping one typed
+structure means the daemon never knows which of the two it is talking to.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ class BioreactorConfig:
     endpoint: str
     namespace_uri: str
     node: str  # the unit's (vessel's) node below which the function set lives
-    # Session security towards the controller; "None" only for loopback simulators.
-    security_policy: str = "None"  # or Basic256Sha256, Aes256Sha256RsaPss, ...
+    # Session security towards the controller (drivers/bioreactor_security.py): encrypted by
+    # default; "None" only when configured explicitly, with a warning at every start.
+    security_policy: str = "Basic256Sha256"  # or Aes256_Sha256_RsaPss, ..., "None"
     security_mode: str = "SignAndEncrypt"  # or Sign
-    certificate: Path | None = None  # our client certificate and key
-    private_key: Path | None = None
-    server_certificate: Path | None = None  # None: taken from the endpoint list
+    certificate: Path | None = None  # our client certificate and key; None: made on first start
+    private_key: Path | None = None  # under <data_dir>/pki/controllers/own
+    # The controller's certificate, pinned; None: checked against the trust list
+    # <data_dir>/pki/controllers/trusted (an unknown one is refused and copied to rejected/).
+    server_certificate: Path | None = None
     username: str | None = None
     password_file: Path | None = None  # first line is the password; kept out of the TOML file
 
@@ -78,6 +81,13 @@ class OperatorServerConfig:
     allow_anonymous_read: bool = False
     users_file: Path | None = None
     trust_all_loopback_clients: bool = False
+    # What a client can make the daemon hold (operator_server/limits.py): an instrument has a
+    # handful of legitimate clients, and the control tick shares the event loop with them.
+    max_connections: int = 32
+    max_sessions: int = 32
+    max_message_size: int = 4 * 1024 * 1024  # bytes; a protocol or a report piece is <= 1 MiB
+    unactivated_connection_timeout_s: float = 10.0
+    max_session_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)

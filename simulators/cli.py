@@ -26,6 +26,7 @@ from pathlib import Path
 from drivers.clock import RealClock
 from simulators.faults import FaultFileInvalid, load_fault_file
 from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
+from simulators.physical_state import StateFile, StateFileInvalid, check_state_file
 from simulators.pty_bus import DEFAULT_TURNAROUND_S, SerialTiming
 
 PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
@@ -56,7 +57,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faults", type=Path, metavar="FILE", help="fault file (YAML, SPEC §1) to inject"
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the physical state (plant, volume each pump moved) in FILE across restarts, "
+        "as a power cut would: restored at start, saved after every physics step",
+    )
     parser.add_argument("--json", action="store_true", help="print the endpoints as JSON")
+    security = parser.add_argument_group(
+        "controller security",
+        "The controller offers Basic256Sha256 and Aes256_Sha256_RsaPss with SignAndEncrypt and "
+        "admits only clients whose certificate is in its trust list (PKI/trusted; an unknown "
+        "one is refused and copied to PKI/rejected). --print-config puts the daemon's "
+        "certificate there and the controller's in the daemon's trust list.",
+    )
+    security.add_argument(
+        "--pki-dir", type=Path, metavar="PKI",
+        help="the controller's certificates: own/, trusted/, rejected/, kept across restarts "
+        "(default: DATA_DIR/simulated-controller-pki with --data-dir, else a temporary one)",
+    )
+    security.add_argument(
+        "--allow-insecure", action="store_true",
+        help="also offer SecurityPolicy None (unencrypted; for tests of that option only)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -102,9 +126,16 @@ async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | No
         opcua_port=args.opcua_port,
         faults=args.fault_list,
         serial_timing=_serial_timing(args),
+        pki_dir=_pki_dir(args),
+        allow_insecure=args.allow_insecure,
     )
+    state_file = StateFile(instrument, args.state) if args.state else None
+    if state_file is not None:
+        state_file.restore()
     await instrument.start()
     clock.add_advance_listener(instrument.advance_to)
+    if state_file is not None:
+        clock.add_advance_listener(state_file.after_step)  # after the step it saves
     endpoints = instrument.endpoints()
     if args.print_config and daemon_config is not None:
         print(daemon_config(endpoints, args.data_dir, args.speed), end="", flush=True)
@@ -112,6 +143,8 @@ async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | No
         print(json.dumps(asdict(endpoints)), flush=True)
     else:
         print(f"bioreactor controller: {endpoints.opcua_endpoint} ({endpoints.opcua_namespace})")
+        print(f"  its certificate: {endpoints.opcua_certificate}")
+        print(f"  admits clients whose certificate is in: {endpoints.opcua_trusted_clients}")
         for pump in endpoints.pumps:
             print(f"{pump.unit_id} pump {pump.name:<8} {pump.port} address {pump.address}")
         for probe in endpoints.probes:
@@ -127,7 +160,17 @@ async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | No
             next_step += PHYSICS_PERIOD_S
             await clock.sleep_until(next_step)
     finally:
+        if state_file is not None:
+            state_file.save()
         await instrument.stop()
+
+
+def _pki_dir(args: argparse.Namespace) -> Path | None:
+    """Where the controller keeps its certificate and trust list: with a data directory, next
+    to the daemon's, so a restarted simulator is still the controller the daemon trusts."""
+    if args.pki_dir is not None:
+        return Path(args.pki_dir)
+    return args.data_dir / "simulated-controller-pki" if args.data_dir is not None else None
 
 
 def _serial_timing(args: argparse.Namespace) -> SerialTiming | None:
@@ -156,7 +199,9 @@ def main(argv: list[str] | None = None, daemon_config: DaemonConfigWriter | None
     try:
         units = [unit_id_of(i) for i in range(args.units)]
         args.fault_list = load_fault_file(args.faults, units) if args.faults else []
-    except FaultFileInvalid as invalid:
+        if args.state is not None:
+            check_state_file(args.state, units)
+    except (FaultFileInvalid, StateFileInvalid) as invalid:
         print(invalid, file=sys.stderr)
         return 1
     with contextlib.suppress(KeyboardInterrupt):

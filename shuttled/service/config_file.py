@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from drivers.opcua_pki import load_der
 from shuttled.config import (
     BioreactorConfig,
     DaemonConfig,
@@ -58,6 +59,11 @@ class OperatorSection(_Strict):
     allow_anonymous_read: bool = False
     users_file: Path | None = None
     trust_all_loopback_clients: bool = False
+    max_connections: int = Field(default=32, ge=1, le=1000)
+    max_sessions: int = Field(default=32, ge=1, le=1000)
+    max_message_size: int = Field(default=4 * 1024 * 1024, ge=2 * 1024 * 1024, le=64 * 1024 * 1024)
+    unactivated_connection_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_session_timeout_s: float = Field(default=600.0, ge=10, le=86400)
 
 
 def _existing_file(path: Path | None) -> Path | None:
@@ -96,25 +102,48 @@ class MqttSection(_Strict):
         return self
 
 
+def _certificate_file(path: Path | None) -> Path | None:
+    """A certificate that is not one would fail at every connect; say so at start-up."""
+    if path is None or _existing_file(path) is None:
+        return path
+    try:
+        der = load_der(path)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    if der is None:
+        raise ValueError(f"{path} is not a certificate (DER or PEM)")
+    return path
+
+
+CertificateFile = Annotated[Path | None, AfterValidator(_certificate_file)]
+
+
 class BioreactorSection(_Strict):
+    """The link to a bioreactor controller: encrypted unless `security_policy = "None"`; the
+    client certificate is made under <data_dir>/pki/controllers/own unless one is given."""
+
     endpoint: str = Field(pattern=r"^opc\.tcp://")
     namespace_uri: str
     security_policy: Literal[
-        "None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"
-    ] = "None"
+        "Basic256Sha256", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "None",
+        "Aes256Sha256RsaPss", "Aes128Sha256RsaOaep",  # asyncua's spelling, of older files
+    ] = "Basic256Sha256"
     security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
-    certificate: Path | None = None
-    private_key: Path | None = None
-    server_certificate: Path | None = None
+    certificate: CertificateFile = None
+    private_key: ExistingFile = None
+    server_certificate: CertificateFile = None
     username: str | None = None
     password_file: Path | None = None
 
     @model_validator(mode="after")
-    def _secure_needs_keys(self) -> BioreactorSection:
-        if self.security_policy != "None" and not (self.certificate and self.private_key):
-            raise ValueError(
-                f"security_policy {self.security_policy} needs certificate and private_key"
-            )
+    def _consistent(self) -> BioreactorSection:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private_key go together")
+        given = [k for k in ("certificate", "private_key", "server_certificate")
+                 if getattr(self, k) is not None]
+        if self.security_policy == "None" and given:
+            raise ValueError(f'security_policy "None" uses no certificates: remove '
+                             f'{" and ".join(given)}, or choose a security policy')
         if (self.username is None) != (self.password_file is None):
             raise ValueError("username and password_file go together")
         return self
@@ -253,6 +282,11 @@ class ConfigFile(_Strict):
                 allow_anonymous_read=operator.allow_anonymous_read,
                 users_file=operator.users_file,
                 trust_all_loopback_clients=operator.trust_all_loopback_clients,
+                max_connections=operator.max_connections,
+                max_sessions=operator.max_sessions,
+                max_message_size=operator.max_message_size,
+                unactivated_connection_timeout_s=operator.unactivated_connection_timeout_s,
+                max_session_timeout_s=operator.max_session_timeout_s,
             ),
             control_period_s=self.control_period_s,
             clock_speed=self.clock_speed,
