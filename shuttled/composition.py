@@ -33,6 +33,7 @@ from shuttled.engine.operations import Operations
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.unit_run import UnitRun
 from shuttled.loop.control_loop import ControlLoop
+from shuttled.records.audit import AuditTrail
 from shuttled.records.journal import Journal
 from shuttled.reports.history import TelemetryRecorder
 
@@ -80,15 +81,20 @@ class Daemon:
         self.operations = Operations(config, self.runs, self.journal, clock, self.persistence)
         self.history = TelemetryRecorder(self.journal)  # what run reports plot
         self.operator: OperatorServer | None = None
+        # The audit trail exists where operators can act (the operator interface); start()
+        # attaches its signed anchors (attach_audit_anchors).
+        self.audit: AuditTrail | None = None
         if config.operator is not None:
             from shuttled.operator_server import OperatorServer
             from shuttled.operator_server.standard_nodes import cache_file
 
+            self.audit = AuditTrail(self.journal.path)
             self.operator = OperatorServer(
                 config,
                 self.operations,
                 self.journal,
                 clock,
+                audit=self.audit,
                 standard_nodes_cache=standard_nodes_cache or cache_file(config.data_dir),
             )
         self.telemetry: Telemetry | None = None
@@ -111,8 +117,11 @@ class Daemon:
         network, the server and the kernels work, so none needs to wait for another.
 
         Telemetry connects in the background: a broker never delays the daemon. Raises
-        OperatorServerError when the operator interface cannot listen.
+        OperatorServerError when the operator interface cannot listen, or its audit trail
+        cannot be anchored (the instrument key is unusable).
         """
+        if self.audit is not None:
+            attach_audit_anchors(self.audit, self.config.data_dir, self.telemetry)
         self.persistence.persist(list(self.runs.values()), self.clock.now(), force=True)
         if self.telemetry is not None:
             self.telemetry.start()
@@ -151,18 +160,26 @@ class Daemon:
         last checkpoints. Then every connection and the journal are closed, also after a failure
         half-way through start(): call it from a `finally`."""
         try:
+            if self.audit is not None:
+                self.audit.anchor_now()  # while MQTT can still carry it off the machine
             if self.telemetry is not None:
                 telemetry, self.telemetry = self.telemetry, None
+                if self.audit is not None and self.audit.anchors is not None:
+                    self.audit.anchors.unsubscribe(telemetry.publish_anchor)
                 await telemetry.stop()
             if self.operator is not None:
                 operator, self.operator = self.operator, None
                 await operator.stop()
+            if self.audit is not None:
+                self.audit.anchor_now()  # calls that came meanwhile: a clean stop leaves none
             if self._started:
                 log.info("stopping: putting every unit in its safe state")
                 await put_everything_safe(self.devices)
                 self.persistence.persist(list(self.runs.values()), self.clock.now(), force=True)
         finally:
             await self.devices.close()
+            if self.audit is not None:
+                self.audit.close()
             self.journal.close()
 
 
@@ -189,6 +206,26 @@ def runs_from_journal(journal: Journal, config: DaemonConfig, now: float) -> dic
     for unit in checkpoints:
         log.warning("journal has a run for a unit that is no longer configured", unit=unit)
     return runs
+
+
+def attach_audit_anchors(audit: AuditTrail, data_dir: Path, telemetry: Telemetry | None) -> None:
+    """Sign the audit trail's head with the instrument key every INTERVAL records into
+    `<data-dir>/audit-anchors`, published over MQTT when there is a broker (SPEC §12). An
+    unusable instrument key (a symlink, another kind of key) stops the start with its reason:
+    the operator interface does not open with an audit trail that cannot be anchored."""
+    from shuttled.operator_server import OperatorServerError
+    from shuttled.records.audit import utc_now
+    from shuttled.records.audit_anchors import ANCHORS_FILE, AnchorLog
+    from shuttled.records.instrument_key import InstrumentKeyError, load_or_create
+
+    try:
+        key = load_or_create(data_dir)
+    except InstrumentKeyError as error:
+        raise OperatorServerError(str(error)) from None
+    anchors = AnchorLog(data_dir / ANCHORS_FILE, key, utc_now)
+    if telemetry is not None:
+        anchors.subscribe(telemetry.publish_anchor)
+    audit.attach_anchors(anchors)
 
 
 async def put_everything_safe(devices: Devices) -> None:

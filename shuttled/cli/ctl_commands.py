@@ -211,18 +211,6 @@ async def verify_online(session: Session) -> dict[str, Any]:
     return json.loads(result)
 
 
-def print_verification(result: dict[str, Any], as_json: bool, where: str) -> int:
-    if as_json:
-        _print_json(result)
-    elif result["ok"]:
-        print(f"audit trail of {where} intact: {result['records']} records, "
-              f"head {result['head']}")
-    else:
-        print(f"error: audit trail of {where} broken at record {result['broken_record']}: "
-              f"{result['problem']}", file=sys.stderr)
-    return EXIT_OK if result["ok"] else EXIT_REFUSED
-
-
 def print_audit_log(records: list[dict[str, Any]], as_json: bool) -> int:
     if as_json:
         _print_json(records)

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from shuttled.cli import ctl_audit
 from shuttled.cli import ctl_commands as commands
 from shuttled.cli.common import EXIT_UNREACHABLE, fail, parameter_assignment
 from shuttled.cli.ctl_client import (
@@ -69,32 +70,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         command.add_argument("unit", metavar="UNIT")
         command.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
         _json(command)
-    audit = sub.add_parser("audit", help="verify or list the audit trail")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    for name, text in (("verify", "check the hash chain; names the first broken record"),
-                       ("log", "list the records")):
-        action = audit_sub.add_parser(name, help=text)
-        action.add_argument("--journal", type=Path, metavar="FILE",
-                            help="read this journal file offline instead of asking the daemon")
-        _json(action)
+    ctl_audit.add_parser(sub)
     from shuttled.cli import ctl_report
 
     ctl_report.add_parser(sub)
-
-
-def _offline_audit(args: argparse.Namespace) -> int:
-    from shuttled.records.audit import read_journal, verify_journal
-
-    path: Path = args.journal
-    if not path.is_file():
-        return fail(f"no journal file {path}")
-    if args.audit_command == "verify":
-        result = verify_journal(path)
-        return commands.print_verification({
-            "ok": result.ok, "records": result.records, "head": result.head,
-            "broken_record": result.broken_seq, "problem": result.problem,
-        }, args.json, str(path))
-    return commands.print_audit_log([r.to_dict() for r in read_journal(path)], args.json)
 
 
 async def _online(args: argparse.Namespace) -> int:
@@ -119,7 +98,7 @@ async def _online(args: argparse.Namespace) -> int:
             return write_report_file(await commands.read_report(session, args.run_id), args)
         if args.command == "audit" and args.audit_command == "verify":
             result = await commands.verify_online(session)
-            return commands.print_verification(result, args.json, args.endpoint)
+            return ctl_audit.print_verification(result, args.json, args.endpoint)
         return commands.print_audit_log(await commands.read_audit(session), args.json)
     finally:
         with contextlib.suppress(Exception):  # the answer is already printed
@@ -131,8 +110,12 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging("warning")
     try:
-        if args.command == "audit" and args.journal is not None:
-            return _offline_audit(args)
+        if args.command == "audit":
+            misused = ctl_audit.offline_options_misused(args)
+            if misused is not None:
+                return misused
+            if args.journal is not None:
+                return ctl_audit.run_offline(args)
         if args.command == "report" and (args.journal or args.config):  # see ctl_report.py
             from shuttled.cli.ctl_report import report_offline
 

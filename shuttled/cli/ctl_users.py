@@ -29,10 +29,12 @@ from shuttled.cli.common import EXIT_OK, fail
 from shuttled.cli.ctl_report import JOURNAL_NAME, ConfigUnavailable, daemon_config
 from shuttled.records.users import (
     ROLES,
+    SCRYPT_N,
     User,
     UsersFileError,
     hash_password,
     load_users,
+    needs_upgrade,
     save_users,
 )
 
@@ -125,14 +127,14 @@ def _load(path: Path, must_exist: bool) -> dict[str, User]:
 
 
 def _save(path: Path, users: dict[str, User]) -> None:
-    """Write (atomically, 0600) and keep the file's owner: root editing the file for a daemon
-    running as `shuttled` must not leave it unreadable to the daemon."""
-    owner = path.stat() if path.exists() else None
+    """Write (atomically, 0600, never through a symlink) and keep the file's owner: root editing
+    the file for a daemon running as `shuttled` must not leave it unreadable to the daemon."""
+    owner = None
+    if path.exists() and not path.is_symlink():
+        status = path.stat()
+        owner = (status.st_uid, status.st_gid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_users(path, users)
-    os.chmod(path, 0o600)
-    if owner is not None and os.geteuid() == 0:
-        os.chown(path, owner.st_uid, owner.st_gid)
+    save_users(path, users, owner=owner)
 
 
 def _audit(journal: Path | None, method: str, name: str, role: str, reason: str) -> None:
@@ -183,8 +185,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.user_command == "list":
             users_file, _ = _locations(args)
-            for user in _load(users_file, must_exist=True).values():
+            accounts = _load(users_file, must_exist=True).values()
+            for user in accounts:
                 print(f"{user.name}\t{user.role}")
+            weak = sorted(u.name for u in accounts if needs_upgrade(u.password_hash))
+            if weak:
+                print(f"note: {', '.join(weak)}: password hashed at a lower cost than scrypt "
+                      f"N={SCRYPT_N}; upgraded at the next sign-in (where the daemon may write "
+                      "the users file) or with `shuttlectl user passwd`", file=sys.stderr)
             return EXIT_OK
         print(_change(args))
     except UserRefused as refused:

@@ -139,6 +139,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from protocols import ParameterError, ProtocolInvalid
+    from shuttled.records.private_files import PrivateFileError
     from shuttled.reports.summary import print_table
     from shuttled.service.log_setup import configure_logging
     from shuttled.simulation.simulate import SimulateOptions, SimulationRefused, simulate
@@ -167,8 +168,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         for error in invalid.errors:
             print(error, file=sys.stderr)
         return EXIT_REFUSED
-    except (SimulationRefused, ParameterError) as refused:
-        return fail(str(refused))
+    except (SimulationRefused, ParameterError, PrivateFileError) as refused:
+        return fail(str(refused))  # PrivateFileError: a symlink where sim-credentials belongs
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     if args.json:

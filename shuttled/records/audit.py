@@ -8,14 +8,14 @@ content (sequence number included, so a deleted record breaks the chain at the n
 
 The table lives in the journal's SQLite file with its own connection (WAL lets both write), and
 triggers refuse UPDATE and DELETE, so an honest mistake cannot change history. They do not stop
-someone who drops them; the chain is what catches that. A chain cannot catch a complete rewrite
-of every hash from the edit onward, which is why `verify` reports the head hash: recorded
-elsewhere (a batch record, a ticket), it pins the trail as it was at that moment.
+someone who drops them; the chain catches what is changed inside it, and the signed anchors
+(audit_anchors.py) what a chain cannot see: a tail cut off, a table dropped and started afresh.
+Once the daemon attaches its anchors, every INTERVAL-th record is anchored, and at start the
+table is held against the last anchor: a mismatch is logged and becomes a record of its own.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -24,7 +24,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-GENESIS = "0" * 64
+import structlog
+
+from shuttled.records.audit_anchors import INTERVAL, Anchor, AnchorLog
+from shuttled.records.audit_chain import (
+    GENESIS,
+    Verification,
+    canonical,
+    chain_hash,
+    verify_rows,
+)
+from shuttled.records.audit_verify import verify_database, verify_journal
+
+__all__ = [
+    "GENESIS", "AuditRecord", "AuditTrail", "Verification", "canonical", "chain_hash",
+    "read_journal", "verify_journal", "verify_rows",
+]
+
+log = structlog.get_logger("shuttled.records")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -37,15 +54,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
-
-
-def canonical(content: dict[str, Any]) -> str:
-    """One byte sequence per content: sorted keys, no spaces, UTF-8 kept as is."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def chain_hash(previous: str, content_json: str) -> str:
-    return hashlib.sha256((previous + content_json).encode("utf-8")).hexdigest()
+TRIGGERS = ("audit_no_update", "audit_no_delete")
 
 
 def utc_now() -> str:
@@ -70,15 +79,6 @@ class AuditRecord:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
-class Verification:
-    ok: bool
-    records: int
-    head: str  # hash of the last record that verified
-    broken_seq: int | None = None
-    problem: str = ""
-
-
 class AuditTrail:
     """Append and read the chained records; one instance per journal file."""
 
@@ -88,10 +88,71 @@ class AuditTrail:
         self._db = sqlite3.connect(journal_path, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self.found_table, self.found_triggers = self._inspect()
         self._db.executescript(SCHEMA)
+        self.anchors: AnchorLog | None = None
+
+    def _inspect(self) -> tuple[bool, bool]:
+        """Whether the table and both append-only triggers were there before we made them."""
+        names = {row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE name = 'audit' OR tbl_name = 'audit'")}
+        return "audit" in names, all(t in names for t in TRIGGERS)
 
     def close(self) -> None:
         self._db.close()
+
+    def head(self) -> tuple[int, str]:
+        """(records, hash of the last one); (0, GENESIS) for an empty trail."""
+        row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def attach_anchors(self, anchors: AnchorLog) -> None:
+        """Anchor from now on. First hold the table against the last anchor: a table that was
+        missing or lost its triggers, a tail cut off, a rewritten head are logged as errors and
+        recorded (`AuditTrailCheck`), then the head is anchored if it is not yet."""
+        self.anchors = anchors
+        for problem in self._start_up_problems(anchors.last):
+            log.error("audit trail damaged", problem=problem)
+            self.append(user="system", role="system", unit="", method="AuditTrailCheck",
+                        arguments={}, reason="", result="Bad", detail=problem)
+        self.anchor_now()
+
+    def _start_up_problems(self, last: Anchor | None) -> list[str]:
+        problems = []
+        if last is not None and not self.found_table:
+            problems.append(f"the audit table was missing (the anchor of {last.utc} says "
+                            f"{last.count} records); a new one was started")
+        elif self.found_table and not self.found_triggers:
+            problems.append("the append-only triggers of the audit table were missing; "
+                            "they were created again")
+        if last is not None and self.found_table:
+            count, _ = self.head()
+            row = self._db.execute("SELECT hash FROM audit WHERE seq = ?", (last.count,))
+            found = row.fetchone()
+            if count < last.count:
+                problems.append(f"the trail has {count} records but the anchor of {last.utc} "
+                                f"says {last.count}: records at its end were removed")
+            elif found is None or found[0] != last.hash:
+                problems.append(f"record {last.count} does not match the anchor of {last.utc}")
+        if last is None and self.head()[0] >= INTERVAL:
+            log.warning("audit trail of more than one interval has no anchors: anchoring starts "
+                        "now (first start with anchoring, or the anchors file was removed)")
+        return problems
+
+    def anchor_now(self) -> Anchor | None:
+        """Anchor the current head unless it is anchored already (the hook for electronic
+        signatures and for a clean stop). A failure to write is logged, never raised: the
+        operation being audited must not fail because of its anchor; the next one retries."""
+        if self.anchors is None:
+            return None
+        count, head = self.head()
+        if count == 0 or self.anchors.anchored(count, head):
+            return None
+        try:
+            return self.anchors.append(count, head)
+        except OSError as error:
+            log.error("audit anchor not written", path=str(self.anchors.path), error=str(error))
+            return None
 
     def append(
         self,
@@ -105,31 +166,47 @@ class AuditTrail:
         result: str,
         detail: str = "",
     ) -> AuditRecord:
-        """Write one record, committed (fsynced) before the caller answers the client."""
+        """Write one record, committed (fsynced) before the caller answers the client; anchor
+        the head when an INTERVAL boundary is passed."""
+        content = {"user": user, "role": role, "unit": unit, "method": method,
+                   "arguments": arguments, "reason": reason, "result": result, "detail": detail}
+        try:
+            record = self._insert(content)
+        except sqlite3.OperationalError:
+            if self._inspect()[0]:
+                raise
+            self._recreate_table()
+            record = self._insert(content)
+        if self.anchors is not None and self.anchors.due(record.seq):
+            self.anchor_now()
+        return record
+
+    def _insert(self, fields: dict[str, Any]) -> AuditRecord:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")  # no other writer between reading the head and us
             row = self._db.execute(
                 "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             seq, previous = (row[0] + 1, row[1]) if row else (1, GENESIS)
-            content = {
-                "seq": seq,
-                "time": self._now(),
-                "user": user,
-                "role": role,
-                "unit": unit,
-                "method": method,
-                "arguments": arguments,
-                "reason": reason,
-                "result": result,
-                "detail": detail,
-            }
+            content = {"seq": seq, "time": self._now(), **fields}
             text = canonical(content)
             digest = chain_hash(previous, text)
             self._db.execute(
                 "INSERT INTO audit (seq, content, hash) VALUES (?, ?, ?)", (seq, text, digest)
             )
         return AuditRecord(**content, hash=digest)
+
+    def _recreate_table(self) -> None:
+        """The table was dropped under the running daemon: operator actions must still be
+        recorded, so a new table is started, and its first record says what happened."""
+        last = self.anchors.last if self.anchors is not None else None
+        said = f" (the anchor of {last.utc} says {last.count} records)" if last else ""
+        problem = f"the audit table was dropped while the daemon ran{said}; a new one was started"
+        log.error("audit trail damaged", problem=problem)
+        self._db.executescript(SCHEMA)
+        self._insert({"user": "system", "role": "system", "unit": "",
+                      "method": "AuditTrailCheck", "arguments": {}, "reason": "",
+                      "result": "Bad", "detail": problem})
 
     def records(self, unit: str | None = None, run_id: str | None = None) -> list[AuditRecord]:
         """Every record in order; optionally those of one unit (and from one run's start on)."""
@@ -147,50 +224,11 @@ class AuditTrail:
         return result
 
     def verify(self) -> Verification:
-        return verify_rows(self._db.execute("SELECT seq, content, hash FROM audit ORDER BY seq"))
-
-
-def verify_rows(rows: Any) -> Verification:
-    """Walk the chain; the first record whose position, content or hash does not fit is named."""
-    previous, expected_seq, count = GENESIS, 1, 0
-    for seq, text, digest in rows:
-        try:
-            content_seq = json.loads(text).get("seq")
-        except ValueError:
-            content_seq = None
-        if seq != expected_seq:
-            problem = (
-                f"record {expected_seq} is missing (record {seq} follows record {expected_seq - 1})"
-                if seq > expected_seq
-                else f"record {seq} is out of order"
-            )
-            return Verification(False, count, previous, expected_seq, problem)
-        if content_seq != seq:
-            return Verification(
-                False, count, previous, seq,
-                f"record {seq} carries sequence number {content_seq} (inserted or moved)",
-            )
-        if chain_hash(previous, text) != digest:
-            return Verification(
-                False, count, previous, seq,
-                f"record {seq} does not match its hash (edited, or the chain before it was)",
-            )
-        previous, expected_seq, count = digest, expected_seq + 1, count + 1
-    return Verification(True, count, previous)
-
-
-def verify_journal(path: Path) -> Verification:
-    """Offline check of a journal file, read-only (for `shuttlectl audit verify --journal`)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        exists = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
-        ).fetchone()
-        if not exists:
-            return Verification(True, 0, GENESIS)
-        return verify_rows(db.execute("SELECT seq, content, hash FROM audit ORDER BY seq"))
-    finally:
-        db.close()
+        """The whole check (audit_verify.py) against the daemon's own anchors and key; without
+        anchors attached (a tool's own AuditTrail), the table and the chain."""
+        if self.anchors is None:
+            return verify_database(self._db, None, None)
+        return verify_database(self._db, self.anchors.path, self.anchors.key.public)
 
 
 def read_journal(path: Path) -> list[AuditRecord]:

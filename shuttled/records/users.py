@@ -2,7 +2,16 @@
 
 No default passwords exist: an account is only ever created with a password its owner chose (or,
 for simulation, a random one written to a file only its owner can read). scrypt is memory-hard,
-so a stolen users file does not give the passwords away cheaply.
+so a stolen users file does not give the passwords away cheaply: N=2^17, r=8, p=1 (OWASP's
+guidance; 128 MiB and about half a second per check on an instrument PC). A stored hash records
+its own cost, so hashes made at a lower cost still verify, and the sign-in upgrades them
+(`upgrade_hash`). The users file and `sim-credentials` are secret files (private_files.py): never
+followed through a symlink, always mode 0600.
+
+Tests would spend minutes at the production cost, so the cost of *new* hashes can be lowered for
+them, and only for them, by the environment variable `SHUTTLED_TEST_SCRYPT_N` (a power of two from
+2^10 up to the production cost; anything else is ignored). The daemon logs a warning when it is
+set; it never raises the cost nor weakens the check of a stored hash.
 """
 
 from __future__ import annotations
@@ -18,34 +27,92 @@ from pathlib import Path
 
 import tomli_w
 
+from shuttled.records.private_files import (
+    PrivateFileError,
+    read_private,
+    replace_private,
+    write_private,
+)
+
 ROLES = ("viewer", "operator", "supervisor")
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+TEST_COST_ENV = "SHUTTLED_TEST_SCRYPT_N"
+MIN_TEST_N = 2**10
+# A stored hash may not make a check cost more than this (a users file is input, too).
+MAX_N, MAX_R, MAX_P = 2**20, 16, 4
 
 
 class UsersFileError(Exception):
     pass
 
 
+def scrypt_cost() -> int:
+    """N for new hashes: the production cost, unless the test-only knob lowers it."""
+    text = os.environ.get(TEST_COST_ENV)
+    if text is None:
+        return SCRYPT_N
+    try:
+        n = int(text)
+    except ValueError:
+        return SCRYPT_N
+    if n < MIN_TEST_N or n > SCRYPT_N or n & (n - 1):
+        return SCRYPT_N
+    return n
+
+
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    # OpenSSL refuses more than 32 MiB unless told: N=2^17, r=8 needs 128 MiB (128·r·N·p).
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen,
+                          maxmem=129 * r * n * p + 2**20)
+
+
 def hash_password(password: str) -> str:
+    n = scrypt_cost()
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    digest = _scrypt(password.encode(), salt, n, SCRYPT_R, SCRYPT_P, 64)
     salt_text, digest_text = (base64.b64encode(b).decode() for b in (salt, digest))
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt_text}${digest_text}"
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt_text}${digest_text}"
+
+
+def _parameters(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        values = int(n), int(r), int(p)
+        salt_bytes, digest_bytes = base64.b64decode(salt), base64.b64decode(digest)
+    except (ValueError, TypeError):
+        return None
+    n_, r_, p_ = values
+    if scheme != "scrypt" or not (2 <= n_ <= MAX_N and 1 <= r_ <= MAX_R and 1 <= p_ <= MAX_P):
+        return None
+    if n_ & (n_ - 1) or not digest_bytes:
+        return None
+    return n_, r_, p_, salt_bytes, digest_bytes
 
 
 def verify_password(password: str, stored: str) -> bool:
+    parameters = _parameters(stored)
+    if parameters is None:
+        return False
+    n, r, p, salt, expected = parameters
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-            dklen=len(expected),
-        )
-    except (ValueError, TypeError):
+        actual = _scrypt(password.encode(), salt, n, r, p, len(expected))
+    except (ValueError, MemoryError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def needs_upgrade(stored: str) -> bool:
+    """True for a valid hash made at a lower cost than new hashes get."""
+    parameters = _parameters(stored)
+    return parameters is not None and (parameters[0], parameters[1]) < (scrypt_cost(), SCRYPT_R)
+
+
+def dummy_hash() -> str:
+    """A hash no password matches, at the cost of new hashes: checking a password against it
+    costs what checking against a real account costs, so a user name that does not exist is
+    answered no faster than a wrong password (SPEC §12)."""
+    salt, digest = (base64.b64encode(secrets.token_bytes(k)).decode() for k in (16, 64))
+    return f"scrypt${scrypt_cost()}${SCRYPT_R}${SCRYPT_P}${salt}${digest}"
 
 
 @dataclass(frozen=True)
@@ -57,8 +124,12 @@ class User:
 
 def load_users(path: Path) -> dict[str, User]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        data = tomllib.loads(read_private(path).decode("utf-8"))
+    except PrivateFileError as error:
+        raise UsersFileError(str(error)) from None
+    except OSError as error:
+        raise UsersFileError(f"{path}: {error.strerror or error}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise UsersFileError(f"{path}: {error}") from None
     users = {}
     for name, entry in data.get("users", {}).items():
@@ -70,27 +141,39 @@ def load_users(path: Path) -> dict[str, User]:
     return users
 
 
-def save_users(path: Path, users: dict[str, User]) -> None:
-    """Write atomically with mode 0600: a half-written users file would lock everyone out."""
+def save_users(
+    path: Path, users: dict[str, User], mode: int = 0o600, owner: tuple[int, int] | None = None
+) -> None:
+    """Write atomically (a half-written users file would lock everyone out), mode 0600 unless
+    told otherwise; a symlink in the users file's place is refused."""
     data = {"users": {u.name: {"role": u.role, "password": u.password_hash}
                       for u in users.values()}}
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(tomli_w.dumps(data))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    replace_private(path, tomli_w.dumps(data).encode("utf-8"), mode, owner)
+
+
+def upgrade_hash(path: Path, name: str, old_hash: str, password: str) -> bool:
+    """Rehash one account's password at the current cost, after a successful sign-in. The file
+    is read again just before the write and changed only if the account still has `old_hash`
+    (an administrator's edit meanwhile wins); mode and owner are kept, but never readable or
+    writable by others. False when there was nothing to upgrade. Raises OSError or
+    UsersFileError when the file cannot be rewritten (e.g. a read-only /etc)."""
+    users = load_users(path)
+    user = users.get(name)
+    if user is None or user.password_hash != old_hash:
+        return False
+    status = path.lstat()
+    users[name] = User(name, user.role, hash_password(password))
+    save_users(path, users, mode=status.st_mode & 0o660, owner=(status.st_uid, status.st_gid))
+    return True
 
 
 def create_simulation_account(data_dir: Path) -> tuple[Path, Path]:
-    """The `sim` supervisor with a random password (SPEC §1): users file and credentials file."""
+    """The `sim` supervisor with a random password (SPEC §1): users file and credentials file,
+    both 0600 also when they existed before; a symlink in either place is refused (OSError)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
     users_file = data_dir / "users.toml"
     save_users(users_file, {"sim": User("sim", "supervisor", hash_password(password))})
     credentials = data_dir / "sim-credentials"
-    fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(f"sim:{password}\n")
+    write_private(credentials, f"sim:{password}\n".encode())
     return users_file, credentials

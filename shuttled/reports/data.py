@@ -20,6 +20,7 @@ from protocols import ProtocolInvalid, load_protocol_text
 from protocols.model import Protocol
 from shuttled.records.audit import AuditRecord, read_journal
 from shuttled.records.journal import TELEMETRY_COLUMNS
+from shuttled.reports.audit_anchor import AnchorSummary, latest_anchor
 
 PHASE_EVENT = re.compile(r"^phase (?P<name>\S+) at ")
 TRANSFER_START = re.compile(
@@ -76,6 +77,7 @@ class ReportData:
     transfers: list[TransferRecord] = field(default_factory=list)
     alarms: list[AlarmRecord] = field(default_factory=list)
     phases: list[tuple[str, float, float]] = field(default_factory=list)  # name, start, end
+    anchor: AnchorSummary | None = None  # the audit trail's latest signed anchor
 
     def hours(self, at: float) -> float:
         """Process time as hours since the run started (the plots' x axis)."""
@@ -152,6 +154,7 @@ def load_report_data(journal: Path, run_id: str) -> ReportData:
         events=events,
         telemetry=telemetry,
         audit=run_audit_records(read_journal(journal), unit, run_id, identity),
+        anchor=latest_anchor(journal),
     )
     data.phases = _phases(events, data.ended_at)
     data.transfers = _transfers(events)

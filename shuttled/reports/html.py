@@ -301,6 +301,20 @@ def _audit_table(data: ReportData) -> str:
                   rows, "no audit records name this run (it was not commanded over OPC UA)")
 
 
+def _anchor_line(data: ReportData) -> str:
+    """The trail's latest signed anchor: a copy on paper of where the trail stood."""
+    anchor = data.anchor
+    if anchor is None:
+        return ('<p class="sub">The audit trail has no signed anchor yet (the instrument '
+                "anchors it every 100 records).</p>")
+    status = {True: "signature verified", False: "<b class=\"refused\">signature does not "
+              "verify</b>", None: "signature not checked: no public key beside the journal"}
+    return (f'<p class="sub">Audit trail anchored at record {anchor.count} on '
+            f'{escape(anchor.utc.replace("T", " "))}: head <span class="mono">'
+            f'{escape(anchor.hash)}</span>, signed by instrument key <span class="mono">'
+            f"{escape(anchor.key)}</span> ({status[anchor.signature_ok]}).</p>")
+
+
 def render_report(data: ReportData) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started = _utc(data.started_at) if data.started_at > EPOCH_PLAUSIBLE else "simulated time 0"
@@ -311,7 +325,7 @@ def render_report(data: ReportData) -> str:
         ("transfers", "Transfers", _transfers_table(data)),
         ("timeline", "State timeline, users and reasons", _events_table(data)),
         ("alarms", "Alarms", _alarms_table(data)),
-        ("audit", "Audit records", _audit_table(data)),
+        ("audit", "Audit records", _anchor_line(data) + _audit_table(data)),
     ]
     body = "\n".join(f'<section id="{key}"><h2>{title}</h2>\n{html}</section>'
                      for key, title, html in sections)

@@ -47,6 +47,11 @@ class Topics:
     def events(self, unit: str) -> str:
         return f"{self.prefix}/{self.instrument}/{unit}/events"
 
+    @property
+    def instrument_events(self) -> str:
+        """Events of the instrument as a whole (audit anchors), beside the units' own."""
+        return f"{self.prefix}/{self.instrument}/events"
+
 
 def status_payload(online: bool, epoch_s: float, version: str, units: list[str]) -> dict:
     return {"online": online, "ts": iso_ts(epoch_s), "version": version, "units": units}
@@ -103,6 +108,14 @@ def run_event_payload(event: RunEvent, run_id: str | None, epoch_s: float) -> di
         payload["action"] = action.split(" ", 1)[0]
         payload["reason"] = reason
     return payload
+
+
+def anchor_event_payload(anchor: dict[str, Any]) -> dict:
+    """A signed audit anchor (SPEC §12) as written to `audit-anchors`: with these fields a copy
+    kept off the instrument can be checked against the instrument's public key."""
+    fields = ("count", "hash", "utc", "key", "previous", "signature")
+    return {"ts": anchor["utc"], "type": "audit_anchor", **{k: anchor[k] for k in fields},
+            "user": "system"}
 
 
 def alarm_event_payload(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from shuttled import __version__
 from shuttled.config import MqttConfig
 from shuttled.engine.unit_run import UnitRun
+from shuttled.records.audit_anchors import Anchor
 from shuttled.telemetry import payloads
 from shuttled.telemetry.feed import TelemetryFeed
 from shuttled.telemetry.outbox import Outbox
@@ -61,6 +62,13 @@ class Telemetry:
 
     def on_tick(self, loop: ControlLoop) -> None:
         self.feed.on_tick(loop, self.now())
+
+    def publish_anchor(self, anchor: Anchor) -> None:
+        """Queue a signed audit anchor on the instrument's events topic (durably, like every
+        event: a broker that is down gets it later, flagged historical)."""
+        payload = payloads.anchor_event_payload(anchor.to_json())
+        self.outbox.enqueue([(self.topics.instrument_events, payload)], {}, self.now())
+        self.publisher.wake()
 
     async def stop(self) -> None:
         """Offline first, then disconnect; anything unsent stays queued for the next start."""

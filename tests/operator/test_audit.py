@@ -135,3 +135,26 @@ def test_shuttlectl_audit_verify_names_the_broken_record_offline(
     )
     assert result.returncode == 1
     assert f"broken at record {named}:" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_each_kind_of_tampering_is_named_by_its_kind(tmp_path: Path) -> None:
+    """What `--json` gives a script: edited, deleted, inserted, reordered."""
+    cases = {
+        "edited": ["UPDATE audit SET content = replace(content, 'reason 1', 'reason X') "
+                   "WHERE seq = 2"],
+        "deleted": ["DELETE FROM audit WHERE seq = 2"],
+        "reordered": ["UPDATE audit SET seq = 100 WHERE seq = 2",
+                      "UPDATE audit SET seq = 2 WHERE seq = 3",
+                      "UPDATE audit SET seq = 3 WHERE seq = 100"],
+        "inserted": ["UPDATE audit SET seq = seq + 100 WHERE seq >= 4",
+                     "UPDATE audit SET seq = seq - 99 WHERE seq >= 104",
+                     "INSERT INTO audit (seq, content, hash) SELECT 4, content, hash FROM audit "
+                     "WHERE seq = 3"],
+    }
+    for kind, statements in cases.items():
+        directory = tmp_path / kind
+        directory.mkdir()
+        path = _trail(directory)
+        _tamper(path, *statements)
+        result = verify_journal(path)
+        assert not result.ok and result.kind == kind, (kind, result)

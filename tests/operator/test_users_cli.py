@@ -3,6 +3,7 @@ a file (never the command line), the users file 0600, refusals with exit 1 and o
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import subprocess
@@ -142,3 +143,33 @@ def test_users_file_from_the_daemon_configuration(files: tuple[Path, Path],
     assert result.returncode == 0, result.stderr
     assert load_users(users)["gina"].role == "operator"
     assert [r.method for r in read_journal(data / "journal.sqlite3")] == ["UserAdd"]
+
+
+@pytest.mark.parametrize("action", [("add", "zoe", "--role", "viewer"), ("list",)])
+def test_a_symlinked_users_file_is_refused(files: tuple[Path, Path], tmp_path: Path,
+                                           action: tuple[str, ...]) -> None:
+    users, password = files
+    assert ctl("add", "alice", "--role", "operator", "--users-file", str(users),
+               "--password-file", str(password)).returncode == 0
+    real = tmp_path / "real.toml"
+    users.rename(real)
+    users.symlink_to(real)
+    before = real.read_bytes()
+    extra = ("--password-file", str(password)) if action[0] == "add" else ()
+    result = ctl(*action, "--users-file", str(users), *extra)
+    assert result.returncode == 1 and "symbolic link" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert real.read_bytes() == before and users.is_symlink()
+
+
+def test_list_points_out_hashes_below_the_current_cost(files: tuple[Path, Path]) -> None:
+    users, password = files
+    assert ctl("add", "alice", "--role", "operator", "--users-file", str(users),
+               "--password-file", str(password)).returncode == 0  # 2^10 (tests/conftest.py)
+    result = subprocess.run(
+        [str(BIN / "shuttlectl"), "user", "list", "--users-file", str(users)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SHUTTLED_TEST_SCRYPT_N": str(2**11)},
+    )
+    assert result.returncode == 0 and result.stdout == "alice\toperator\n"
+    assert "alice: password hashed at a lower cost" in result.stderr
