@@ -254,6 +254,15 @@ class UnitRun:
         view = snapshot.pumps.get(progress.pump)
         if view is None:
             return [], False  # no fresh status this tick: wait rather than guess
+        counted = progress.follow(view)
+        if counted is not None:
+            self._record(
+                snapshot.now,
+                "alarm",
+                self.state,
+                f"pump {progress.pump} counter restarted (power lost?): {counted / 1000:.2f} mL "
+                "of the open segment counted up to its last reading, what moved after it unknown",
+            )
         if progress.is_done(view):
             delivered = progress.delivered_ul(view)
             self.delivered_ul[progress.pump] = self.delivered_ul.get(progress.pump, 0.0) + delivered
