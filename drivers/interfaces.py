@@ -107,6 +107,10 @@ class ProbeReading:
 class Probe(Protocol):
     async def read(self) -> ProbeReading: ...
 
+    async def ping(self) -> int:
+        """The cheapest request that shows the probe answers (its status word)."""
+        ...
+
 
 # --- bioreactor controller (OPC UA) -------------------------------------------------------------
 # Reserved for the bioreactor interface, written separately. Keep it in this section.

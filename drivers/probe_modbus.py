@@ -254,6 +254,16 @@ class ModbusDensityProbe:
         self._last_raw: tuple[int, ...] | None = None
         self._repeats = 0
 
+    async def ping(self) -> int:
+        """One register (the status word): the cheapest request that proves the probe answers.
+
+        The daemon asks it on the ticks between full reads, so a probe that went silent is
+        noticed within a control period, not at its next full read (`poll_period_s`). Raises
+        like `read`."""
+        async with self.bus.lock:
+            (status,) = await self.bus.read_holding_registers(self.device_id, REG_STATUS, 1)
+        return status
+
     async def read(self) -> ProbeReading:
         """Raise DeviceTimeout/DeviceError when the probe does not answer; never hang."""
         async with self.bus.lock:

@@ -36,7 +36,8 @@ from shuttled.engine.actions import Action, Dispense, StopPump, UnitSnapshot
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.statistics import RunStatistics
 from shuttled.engine.unit_run import UnitRun
-from shuttled.loop.device_loss import DeviceKey, DeviceWatch, poll_bus
+from shuttled.loop.device_loss import DeviceKey, DeviceWatch
+from shuttled.loop.probe_polling import ProbePoller
 from shuttled.loop.pump_polling import PumpPoller
 from shuttled.records.journal import Journal
 
@@ -103,11 +104,6 @@ class ControlLoop:
         self.heater = self.temperature.heater
         self.flags = self.temperature.flags
         self.probe_density = np.full(n, math.nan)
-        # Probes are read every `poll_period_s`, unit i on the ticks where (tick + i) is a
-        # multiple of its period: the reads are spread evenly, deterministically, over ticks.
-        self._probe_every = [
-            max(1, round(u.probe.poll_period_s / config.control_period_s)) for u in config.units
-        ]
         # The last good probe temperature, the trip's second sensor until the next read.
         self._probe_temperature_held = np.full(n, math.nan)
         self.volume = np.full(n, math.nan)
@@ -124,6 +120,7 @@ class ControlLoop:
         self.last_readings: dict[str, BioreactorReading] = {}
         self.ticks = 0
         self.watch = DeviceWatch(config.device_loss_hold_s)
+        self.probes = ProbePoller(config, devices, self.watch)
         self.pumps = PumpPoller(
             devices, self.unit_ids, runs, self.watch, watchdog_ms(config.control_period_s),
             self._raise_alarm, self._clear_alarm,
@@ -163,27 +160,6 @@ class ControlLoop:
                 self.watch.answered(key, now)
         return readings
 
-    def _probe_due(self, unit: str) -> bool:
-        i = self.index[unit]
-        return (self.watch.tick + i) % self._probe_every[i] == 0
-
-    async def _read_probes(self, now: float) -> dict[str, ProbeReading]:
-        """The probes due this tick, and lost ones (the watch paces their reconnect tries)."""
-        by_bus: dict[int, list[DeviceKey]] = {}
-        for unit in self.unit_ids:
-            key = DeviceKey(unit, "probe")
-            if self._probe_due(unit) or self.watch.is_lost(key):
-                by_bus.setdefault(id(self.devices.units[unit].probe_bus), []).append(key)
-
-        async def read(key: DeviceKey) -> ProbeReading:
-            return await self.devices.units[key.unit].probe.read()
-
-        merged: dict[str, ProbeReading] = {}
-        parts = await asyncio.gather(*(poll_bus(k, read, self.watch, now) for k in by_bus.values()))
-        for part in parts:
-            merged.update({key.unit: reading for key, reading in part.items()})
-        return merged
-
     def _device_losses(self, now: float) -> None:
         """Loss alarms follow the watch; a loss beyond `device_loss_hold_s` holds the run."""
         for unit in self.unit_ids:
@@ -211,7 +187,7 @@ class ControlLoop:
         # The controllers, the probe lines and the pump lines are independent transports: they
         # are asked at once, so a tick waits for the slowest of them, not for their sum.
         readings, probes, pumps = await asyncio.gather(
-            self._read_bioreactors(now), self._read_probes(now), self.pumps.read(now)
+            self._read_bioreactors(now), self.probes.read(now), self.pumps.read(now)
         )
         self._device_losses(now)
         self.last_readings = readings
@@ -267,7 +243,7 @@ class ControlLoop:
             self.setpoint[i] = math.nan if setpoint is None else setpoint
             self.measured[i] = reading.temperature
             self.volume[i] = reading.volume_ml
-            if probe is not None or self._probe_due(unit):  # read (or tried) this tick
+            if probe is not None or self.probes.full_read_due(unit):  # read (or tried) this tick
                 self._probe_temperature_held[i] = probe.temperature if good_probe else math.nan
             self.probe_temperature[i] = self._probe_temperature_held[i]
             # The estimator folds in each density reading once; between reads it predicts.
