@@ -1,8 +1,10 @@
 """The audit trail over OPC UA: `DeviceSet/<instrument>/AuditTrail` with Verify and Read.
 
 An extension of SPEC §5 so that `shuttlectl audit verify|log` works from an operator's console,
-not only on the daemon's machine. Signed-in users of every role may read the trail (QA reviewers
-are viewers); anonymous sessions may not. These calls are audited like every other method: who
+not only on the daemon's machine. Verify runs every check of audit_verify.py, against the
+daemon's own anchors file and instrument key, and names the first problem (`kind`).
+Signed-in users of every role may read the trail (QA reviewers are viewers); anonymous sessions
+may not. These calls are audited like every other method: who
 looked at the trail is part of the trail.
 """
 
@@ -44,7 +46,8 @@ class AuditMethods:
             self.verify,
             [],
             [method_argument("Result", ua.ObjectIds.String,
-                             "JSON: ok, records, head, broken_record, problem")],
+                             "JSON: ok, records, head, broken_record, problem, kind, anchors, "
+                             "last_anchor, key_id, notes")],
         )
         await trail.add_method(
             ua.NodeId(f"{instrument_id}.AuditTrail.Read", ns),
@@ -88,10 +91,7 @@ class AuditMethods:
         self.audit.append(user=caller.name, role=caller.role, unit="", method="AuditVerify",
                           arguments={}, reason="", result="Good",
                           detail="intact" if result.ok else result.problem)
-        return [ua.Variant(json.dumps({
-            "ok": result.ok, "records": result.records, "head": result.head,
-            "broken_record": result.broken_seq, "problem": result.problem,
-        }), ua.VariantType.String)]
+        return [ua.Variant(json.dumps(result.to_json()), ua.VariantType.String)]
 
     async def read(self, parent: ua.NodeId, *args: Any) -> Any:
         refused = self._allowed("Read")

@@ -13,7 +13,9 @@ The peer address travels the same way into certificate validation (trust of loop
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import hmac
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +27,20 @@ from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 
+from shuttled.operator_server.limits import refuse_session_beyond_limit
 from shuttled.operator_server.sign_in_throttle import SignInThrottle
 from shuttled.operator_server.standard_nodes import load_standard_nodes
-from shuttled.records.users import UsersFileError, load_users, verify_password
+from shuttled.records.users import (
+    SCRYPT_N,
+    TEST_COST_ENV,
+    UsersFileError,
+    dummy_hash,
+    load_users,
+    needs_upgrade,
+    scrypt_cost,
+    upgrade_hash,
+    verify_password,
+)
 
 log = structlog.get_logger("shuttled.operator")
 
@@ -61,6 +74,10 @@ class Caller:
 
 _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
     "shuttled_operator_caller", default=None
+)
+# (name, password, stored hash, verdict) of the sign-in being activated in this task.
+_prechecked: contextvars.ContextVar[tuple[str, str, str, bool] | None] = contextvars.ContextVar(
+    "shuttled_prechecked_sign_in", default=None
 )
 _current_peer: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "shuttled_operator_peer", default=None
@@ -136,12 +153,15 @@ class OperatorInternalServer(InternalServer):
             return
         await load_standard_nodes(self, shelf_file)
 
+    max_sessions = 32  # set from the configuration by limits.apply_limits
+
     def create_session(
         self, name: str, user: User | None = None, external: bool = False
     ) -> InternalSession:
         user = user or User(role=UserRole.Anonymous)
         if not external:
             return super().create_session(name, user=user, external=external)
+        refuse_session_beyond_limit(len(self._external_sessions), self.max_sessions)
         return _OperatorSession(
             self, self.aspace, self.subscription_service, name, user=user, external=external
         )
@@ -156,7 +176,12 @@ class UsersFileManager:
         self.allow_anonymous_read = allow_anonymous_read
         self._mtime: float | None = None
         self._users: dict = {}
+        self._not_upgraded: set[str] = set()
+        self._upgrades: set[asyncio.Future[None]] = set()  # hash upgrades being written
         self.throttle = SignInThrottle()
+        if scrypt_cost() != SCRYPT_N:
+            log.warning("password hashing cost lowered by the test-only knob",
+                        variable=TEST_COST_ENV, n=scrypt_cost())
         self._reload()
 
     def _reload(self) -> None:
@@ -197,14 +222,71 @@ class UsersFileManager:
         secret = password if isinstance(password, str) else (password or b"").decode(
             "utf-8", "replace"
         )
-        if account is None or not verify_password(secret, account.password_hash):
+        # An unknown name is checked against a dummy hash of the same cost: the answer must not
+        # come sooner than for a wrong password, or it tells which accounts exist (SPEC §12).
+        stored = account.password_hash if account is not None else dummy_hash()
+        if not self._password_matches(username, secret, stored) or account is None:
             log.warning("sign-in refused", user=username, host=host)
             if self.throttle.failed(host):
                 log.error("sign-ins from this host locked after repeated failures", host=host)
             return None
         self.throttle.succeeded(host)
         log.info("signed in", user=username, role=account.role)
+        if needs_upgrade(account.password_hash) and account.name not in self._not_upgraded:
+            # A hash at today's cost takes as long as the check: never on the event loop.
+            upgrade = asyncio.get_running_loop().run_in_executor(
+                None, self._upgrade, account.name, account.password_hash, secret
+            )
+            self._upgrades.add(upgrade)
+            upgrade.add_done_callback(self._upgrades.discard)
         return OperatorUser(role=UserRole.User, name=username, shuttle_role=account.role)
+
+    async def upgrades_finished(self) -> None:
+        """Until every hash upgrade started by a sign-in is written (tests, a clean stop)."""
+        while self._upgrades:
+            await asyncio.gather(*list(self._upgrades), return_exceptions=True)
+
+    async def check_off_the_loop(self, username: str, password: str, peer: Any) -> None:
+        """Run the scrypt check of a sign-in in a worker thread, before asyncua asks `get_user`
+        synchronously on the event loop (where half a second of scrypt would hold up the
+        control tick): `get_user` then takes the verdict from `_prechecked`. A host locked out by
+        the throttle costs nothing: `get_user` refuses it without a check."""
+        if self.throttle.locked(_peer_host(peer)):
+            return
+        self._reload()
+        account = self._users.get(username)
+        stored = account.password_hash if account is not None else dummy_hash()
+        matches = await asyncio.to_thread(verify_password, password, stored)
+        _prechecked.set((username, password, stored, matches))
+
+    def _password_matches(self, username: str, secret: str, stored: str) -> bool:
+        """The verdict `check_off_the_loop` reached for exactly this name and password (an
+        unknown name's dummy hash is new each time, so only the name must match then); computed
+        here only when no pre-check ran."""
+        pre = _prechecked.get()
+        _prechecked.set(None)
+        same_sign_in = (
+            pre is not None and pre[0] == username and hmac.compare_digest(pre[1], secret)
+        )
+        if same_sign_in and (pre[2] == stored or self._users.get(username) is None):
+            return pre[3]
+        return verify_password(secret, stored)
+
+    def _upgrade(self, name: str, old_hash: str, password: str) -> None:
+        """Rehash a password stored at a lower cost, now that it is known to be right. Once per
+        account and daemon: where the users file is read-only to the daemon (a systemd install
+        with ProtectSystem=strict), the administrator upgrades with `shuttlectl user passwd`."""
+        if self.users_file is None or name in self._not_upgraded:
+            return
+        try:
+            upgraded = upgrade_hash(self.users_file, name, old_hash, password)
+        except (OSError, UsersFileError) as error:
+            self._not_upgraded.add(name)
+            log.warning("password hash not upgraded: the users file cannot be rewritten",
+                        user=name, error=str(error))
+            return
+        if upgraded:
+            log.info("password hash upgraded to the current scrypt cost", user=name)
 
 
 # Services that change the address space: nobody, over the network. (Writes get a per-item

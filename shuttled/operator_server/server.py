@@ -25,11 +25,13 @@ from shuttled.config import DaemonConfig
 from shuttled.engine.operations import Operations
 from shuttled.operator_server.address_space import NAMESPACE_URI, AddressSpaceBuilder, UnitNodes
 from shuttled.operator_server.audit_methods import AuditMethods
+from shuttled.operator_server.bounded_transport import BoundedServer
 from shuttled.operator_server.identity import (
     OperatorInternalServer,
     OperatorPermissions,
     UsersFileManager,
 )
+from shuttled.operator_server.limits import apply_limits
 from shuttled.operator_server.methods import MethodHandlers
 from shuttled.operator_server.mirror import Mirror
 from shuttled.operator_server.pki import TrustList, ensure_certificate
@@ -105,8 +107,9 @@ class OperatorServer:
         users = UsersFileManager(settings.users_file, settings.allow_anonymous_read)
         if settings.users_file is None:
             log.warning("no users file configured: nobody can sign in to the operator server")
-        server = Server(iserver=OperatorInternalServer(user_manager=users))  # type: ignore[arg-type]
+        server = BoundedServer(iserver=OperatorInternalServer(user_manager=users))  # type: ignore[arg-type]
         await server.init(self.standard_nodes_cache)
+        apply_limits(server, settings)
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"shuttled {self.config.instrument_id}")
         server.product_uri = "urn:cellshuttle:shuttled"

@@ -1,12 +1,12 @@
 """Sign-in throttling per client host: password guessing must not be cheap, nor stall control.
 
-Each password check is a deliberate 50 ms of scrypt on the daemon's event loop (asyncua asks the
-user manager synchronously), so a client guessing passwords would both try many and delay the
-control tick with each try. After `MAX_FAILURES` failed sign-ins from one host within `WINDOW_S`,
-that host's sign-ins are refused for `LOCKOUT_S` without checking the password at all (a correct
-one included: the lock must not answer whether a guess was right). Counted per host rather than
-per account so a guesser cannot lock an operator out of a console elsewhere. Time is the wall
-clock: a lockout is about people and networks, not process time.
+Each password check is a deliberate half second of scrypt (N=2^17), run in a worker thread
+(sign_in_off_loop.py) so it never holds up the control tick, but a client guessing passwords
+would still keep a core busy and try many. After `MAX_FAILURES` failed sign-ins from one host
+within `WINDOW_S`, that host's sign-ins are refused for `LOCKOUT_S` without checking the
+password at all (a correct one included: the lock must not answer whether a guess was right).
+Counted per host rather than per account so a guesser cannot lock an operator out of a console
+elsewhere. Time is the wall clock: a lockout is about people and networks, not process time.
 """
 
 from __future__ import annotations

@@ -86,8 +86,9 @@ class Daemon:
 
 async def make_daemon(
     tmp_path: Path, allow_insecure: bool = True, allow_anonymous_read: bool = False,
-    trust_all_loopback_clients: bool = True,
+    trust_all_loopback_clients: bool = True, **limits: float,
 ) -> Daemon:
+    """`limits`: OperatorServerConfig's limit fields (max_sessions=2, ...) for tests of them."""
     data_dir = tmp_path / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     users_file = data_dir / "users.toml"
@@ -101,7 +102,7 @@ async def make_daemon(
         operator=OperatorServerConfig(
             endpoint=endpoint, allow_insecure=allow_insecure,
             allow_anonymous_read=allow_anonymous_read, users_file=users_file,
-            trust_all_loopback_clients=trust_all_loopback_clients,
+            trust_all_loopback_clients=trust_all_loopback_clients, **limits,
         ),
     )
     journal = Journal(data_dir / "journal.sqlite3")
