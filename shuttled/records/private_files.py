@@ -38,14 +38,20 @@ def _check_regular(path: Path, fd: int) -> os.stat_result:
     return status
 
 
-def read_private(path: Path) -> bytes:
-    """The file's bytes; a symlink or a non-regular file is refused."""
+def _open_no_follow(path: Path) -> int:
+    """A read descriptor of `path` itself: a symlink there is refused, never followed; a
+    missing file raises FileNotFoundError as it is."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
         if error.errno == errno.ENOENT:
             raise
         raise _refuse_link(path, error) from None
+
+
+def read_private(path: Path) -> bytes:
+    """The file's bytes; a symlink or a non-regular file is refused."""
+    fd = _open_no_follow(path)
     try:
         _check_regular(path, fd)
         with os.fdopen(fd, "rb", closefd=False) as handle:
@@ -57,12 +63,7 @@ def read_private(path: Path) -> bytes:
 def enforce_mode(path: Path, mode: int = 0o600) -> bool:
     """Bring an existing secret file to `mode` (through an O_NOFOLLOW descriptor, so a link is
     refused, not changed). True when its mode had to change."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as error:
-        if error.errno == errno.ENOENT:
-            raise
-        raise _refuse_link(path, error) from None
+    fd = _open_no_follow(path)
     try:
         status = _check_regular(path, fd)
         if stat.S_IMODE(status.st_mode) == mode:

@@ -275,18 +275,9 @@ class ConfigFile(_Strict):
             instrument_id=self.instrument_id,
             data_dir=self.data_dir,
             units=units,
+            # The section's keys are the configuration's fields, one to one.
             operator=OperatorServerConfig(
-                endpoint=operator.endpoint,
-                security_policies=tuple(operator.security_policies),
-                allow_insecure=operator.allow_insecure,
-                allow_anonymous_read=operator.allow_anonymous_read,
-                users_file=operator.users_file,
-                trust_all_loopback_clients=operator.trust_all_loopback_clients,
-                max_connections=operator.max_connections,
-                max_sessions=operator.max_sessions,
-                max_message_size=operator.max_message_size,
-                unactivated_connection_timeout_s=operator.unactivated_connection_timeout_s,
-                max_session_timeout_s=operator.max_session_timeout_s,
+                **operator.model_dump() | {"security_policies": tuple(operator.security_policies)}
             ),
             control_period_s=self.control_period_s,
             clock_speed=self.clock_speed,

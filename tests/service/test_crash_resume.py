@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
+from crash_rig import operator_endpoint
 
 BIN = Path(sys.executable).parent
 NAMESPACE = "urn:cellshuttle:shuttled"
@@ -73,13 +74,6 @@ class Daemon:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=60)
-
-
-def _endpoint(config: Path) -> str:
-    for line in config.read_text().splitlines():
-        if line.startswith("endpoint") and "/shuttled" in line:
-            return line.split("=", 1)[1].strip().strip('"')
-    raise AssertionError("no operator endpoint in the configuration")
 
 
 class Operator:
@@ -144,7 +138,7 @@ async def test_a_killed_daemon_resumes_without_repeating_a_transfer(
     simulator: tuple[Path, Path], tmp_path: Path
 ) -> None:
     config, data_dir = simulator
-    endpoint, credentials = _endpoint(config), data_dir / "sim-credentials"
+    endpoint, credentials = operator_endpoint(config), data_dir / "sim-credentials"
     daemon = Daemon(config, tmp_path)
     try:
         daemon.start()

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from asyncua import Client, Node, ua
+from crash_rig import operator_endpoint
 
 from shuttled.operator_server.address_space import NAMESPACE_URI
 
@@ -145,13 +146,6 @@ async def _start_demo_everywhere(endpoint: str, credentials: Path) -> None:
                                             for v in (template, "{}", "abuse test")))  # fmt: skip
 
 
-def _endpoint(config: Path) -> str:
-    for line in config.read_text().splitlines():
-        if line.startswith("endpoint") and "/shuttled" in line:
-            return line.split("=", 1)[1].strip().strip('"')
-    raise AssertionError("no operator endpoint in the configuration")
-
-
 def _tick_lateness(log_file: Path) -> dict:
     for line in reversed(log_file.read_text().splitlines()):
         if line.startswith("{") and json.loads(line).get("event") == "tick lateness":
@@ -165,7 +159,7 @@ def test_the_daemon_keeps_regulating_while_its_operator_port_is_abused(
     config = start_simulator(UNITS, 1.0)
     config.write_text(config.read_text().replace(
         "control_period_s = 5.0", f"control_period_s = {CONTROL_PERIOD_S}"))  # fmt: skip
-    endpoint, credentials = _endpoint(config), tmp_path / "data" / "sim-credentials"
+    endpoint, credentials = operator_endpoint(config), tmp_path / "data" / "sim-credentials"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(90)
