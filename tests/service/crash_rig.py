@@ -174,14 +174,20 @@ def operator_endpoint(config: Path) -> str:
     raise AssertionError(f"no operator endpoint in {config}")
 
 
+def signed_in_client(endpoint: str, credentials: Path) -> Client:
+    """An OPC UA client that signs in as the account in `sim-credentials` (`user:password`)."""
+    user, password = credentials.read_text().strip().split(":", 1)
+    client = Client(endpoint, timeout=10)
+    client.set_user(user)
+    client.set_password(password)
+    return client
+
+
 class Operator:
     """An operator's OPC UA session on unit U01 that follows `WATCHED` by subscription."""
 
     def __init__(self, endpoint: str, credentials: Path) -> None:
-        user, password = credentials.read_text().strip().split(":", 1)
-        self.client = Client(endpoint, timeout=10)
-        self.client.set_user(user)
-        self.client.set_password(password)
+        self.client = signed_in_client(endpoint, credentials)
         self.seen: dict[str, object] = {}
         self._changed = asyncio.Event()
 

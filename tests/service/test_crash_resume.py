@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
-from crash_rig import operator_endpoint
+from asyncua import ua
+from crash_rig import operator_endpoint, signed_in_client
 
 BIN = Path(sys.executable).parent
 NAMESPACE = "urn:cellshuttle:shuttled"
@@ -80,10 +80,7 @@ class Operator:
     """An OPC UA session as an operator's console would open it."""
 
     def __init__(self, endpoint: str, credentials: Path) -> None:
-        user, password = credentials.read_text().strip().split(":", 1)
-        self.client = Client(endpoint, timeout=10)
-        self.client.set_user(user)
-        self.client.set_password(password)
+        self.client = signed_in_client(endpoint, credentials)
 
     async def __aenter__(self) -> Operator:
         await self.client.connect()

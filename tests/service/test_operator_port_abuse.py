@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from asyncua import Client, Node, ua
-from crash_rig import operator_endpoint
+from asyncua import Node, ua
+from crash_rig import operator_endpoint, signed_in_client
 
 from shuttled.operator_server.address_space import NAMESPACE_URI
 
@@ -111,10 +111,7 @@ async def _abuse(host: str, port: int, attacks: list[tuple[str, bytes]]) -> Coun
 @contextlib.asynccontextmanager
 async def _signed_in(endpoint: str, credentials: Path) -> AsyncIterator[tuple[Node, int]]:
     """An OPC UA session as the `sim` supervisor; yields the instrument node and namespace."""
-    user, password = credentials.read_text().strip().split(":", 1)
-    client = Client(endpoint, timeout=10)
-    client.set_user(user)
-    client.set_password(password)
+    client = signed_in_client(endpoint, credentials)
     await client.connect()
     try:
         ns = await client.get_namespace_index(NAMESPACE_URI)
