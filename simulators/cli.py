@@ -2,7 +2,9 @@
 
 It serves the simulated bioreactor controller over OPC UA and the pump and probe buses on
 pseudo-terminals, prints where each device can be reached, and integrates the physics until it
-is stopped, keeping its physical state whatever the daemon on the other side does.
+is stopped, keeping its physical state whatever the daemon on the other side does. On a bench
+(docs/hil.md) the buses go on existing serial devices (`--pump-port`, `--probe-port`: RS-485
+adapters, or one end of a socat pair) and the controller on a network interface (`--listen`).
 
 The simulators import nothing of the daemon: `--print-config` writes the daemon's configuration,
 which only the daemon knows how to write, so the `shuttle-sim` console script
@@ -24,23 +26,25 @@ from importlib.metadata import version
 from pathlib import Path
 
 from drivers.clock import RealClock
+from simulators.bench_config import ConfigNotes, bench_ports, check_bench_args, daemon_view
 from simulators.faults import FaultFileInvalid, load_fault_file
 from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
 from simulators.physical_state import StateFile, StateFileInvalid, check_state_file
 from simulators.pty_bus import DEFAULT_TURNAROUND_S, SerialTiming
+from simulators.serial_lines import SerialPortUnavailable
 
 PHYSICS_PERIOD_S = 1.0  # process seconds between physics updates while serving
 
-# Writes the daemon's configuration for these endpoints: (endpoints, data directory or None for a
-# new one, clock speed) -> TOML text.
-DaemonConfigWriter = Callable[[InstrumentEndpoints, Path | None, float], str]
+# Writes the daemon's configuration for these endpoints (as the daemon sees them): (endpoints,
+# data directory or None for a new one, clock speed, comments on the bench's wiring) -> TOML text.
+DaemonConfigWriter = Callable[[InstrumentEndpoints, Path | None, float, ConfigNotes], str]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shuttle-sim",
         description="Serve a virtual Cell Shuttle instrument (OPC UA bioreactor controller, "
-        "pump and probe buses on pseudo-terminals) in scaled real time.",
+        "pump and probe buses on pseudo-terminals or on serial devices) in scaled real time.",
     )
     parser.add_argument("--version", action="version", version=f"shuttle-sim {version('shuttled')}")
     parser.add_argument("--units", type=int, default=2, help="number of units (default 2)")
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--opcua-port",
         type=int,
         default=0,
-        help="TCP port of the controller on 127.0.0.1 (default: a free one)",
+        help="TCP port of the controller on 127.0.0.1 or --listen (default: a free one)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of sensor noise")
     parser.add_argument(
@@ -88,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: a new temporary directory",
     )
     timing = parser.add_argument_group(
-        "byte timing",
+        "line settings and byte timing",
         "By default the pseudo-terminals answer as fast as the kernel copies bytes. With "
         "--byte-timing a reply arrives when it would on a real line: after the request's and "
         "the reply's time on the wire (pumps 8N1, probes 8N2) plus the device's turnaround, "
-        "in simulated time (divided by --speed).",
+        "in simulated time (divided by --speed). Buses on serial devices (--pump-port, "
+        "--probe-port) are opened at the baud rates and framings below and always take the "
+        "line's time, in real time.",
     )
     timing.add_argument(
         "--byte-timing", action="store_true", help="time the serial buses like real lines"
@@ -104,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--probe-baud", type=float, default=19200.0, help="probe bus baud rate (default 19200)"
     )
     timing.add_argument(
+        "--pump-framing", default="8N1", metavar="8N1",
+        help="pump bus data bits, parity (N, E, O, M, S) and stop bits (default 8N1, SPEC §7)",
+    )
+    timing.add_argument(
+        "--probe-framing", default="8N2", metavar="8N2",
+        help="probe bus data bits, parity and stop bits (default 8N2, SPEC §8)",
+    )
+    timing.add_argument(
         "--turnaround-ms",
         type=float,
         default=DEFAULT_TURNAROUND_S * 1000.0,
@@ -113,6 +127,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--print-config",
         action="store_true",
         help="print a complete configuration for `shuttled serve --config`, then keep serving",
+    )
+    bench = parser.add_argument_group(
+        "hardware-in-the-loop bench (docs/hil.md)",
+        "Serve the buses on existing serial devices and the controller on a network interface, "
+        "so that `shuttled serve` on the instrument PC reaches them over real wires.",
+    )
+    bench.add_argument(
+        "--pump-port", action="append", default=[], metavar="DEV",
+        help="serve the pump bus on this serial device (an RS-485 adapter, or one end of a socat "
+        "pair) instead of a new pseudo-terminal; once per bus (a bus has 8 units)",
+    )
+    bench.add_argument(
+        "--probe-port", action="append", default=[], metavar="DEV",
+        help="serve the probe bus on this serial device; once per bus (a bus has 16 units)",
+    )
+    bench.add_argument(
+        "--listen", default="127.0.0.1", metavar="HOST",
+        help="serve the controller on this interface's address (0.0.0.0: every interface) "
+        "instead of 127.0.0.1; secured as on loopback",
+    )
+    bench.add_argument(
+        "--daemon-pump-port", action="append", default=[], metavar="DEV",
+        help="with --print-config: the device the daemon opens for the pump bus (default "
+        "/dev/shuttle-pumps, docs/hil.md's udev name, with a comment to check it)",
+    )
+    bench.add_argument(
+        "--daemon-probe-port", action="append", default=[], metavar="DEV",
+        help="with --print-config: the device the daemon opens for the probe bus (default "
+        "/dev/shuttle-probes)",
     )
     return parser
 
@@ -128,6 +171,8 @@ async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | No
         serial_timing=_serial_timing(args),
         pki_dir=_pki_dir(args),
         allow_insecure=args.allow_insecure,
+        opcua_host=args.listen,
+        bench_ports=bench_ports(args),
     )
     state_file = StateFile(instrument, args.state) if args.state else None
     if state_file is not None:
@@ -138,7 +183,8 @@ async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | No
         clock.add_advance_listener(state_file.after_step)  # after the step it saves
     endpoints = instrument.endpoints()
     if args.print_config and daemon_config is not None:
-        print(daemon_config(endpoints, args.data_dir, args.speed), end="", flush=True)
+        daemon_side, notes = daemon_view(endpoints, args)
+        print(daemon_config(daemon_side, args.data_dir, args.speed, notes), end="", flush=True)
     elif args.json:
         print(json.dumps(asdict(endpoints)), flush=True)
     else:
@@ -196,6 +242,10 @@ def main(argv: list[str] | None = None, daemon_config: DaemonConfigWriter | None
     if not (args.pump_baud > 0 and args.probe_baud > 0 and args.turnaround_ms >= 0):
         print("error: baud rates must be positive, --turnaround-ms not negative", file=sys.stderr)
         return 2
+    problem = check_bench_args(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         units = [unit_id_of(i) for i in range(args.units)]
         args.fault_list = load_fault_file(args.faults, units) if args.faults else []
@@ -204,8 +254,12 @@ def main(argv: list[str] | None = None, daemon_config: DaemonConfigWriter | None
     except (FaultFileInvalid, StateFileInvalid) as invalid:
         print(invalid, file=sys.stderr)
         return 1
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args, daemon_config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args, daemon_config))
+    except (SerialPortUnavailable, OSError) as unavailable:  # a device, or --listen's address
+        print(f"error: {unavailable}", file=sys.stderr)
+        return 1
     return 0
 
 

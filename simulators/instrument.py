@@ -1,9 +1,10 @@
 """A complete virtual Cell Shuttle: plant physics behind the same interfaces as the hardware.
 
-The bioreactor controller is a real OPC UA server on loopback, encrypted and with a trust list
-of clients like a plant's; the pump modules and density probes are firmware stubs behind real
-pseudo-terminals. The daemon's drivers cannot tell it from an instrument, so every test and demo
-runs the production code paths.
+The bioreactor controller is a real OPC UA server on loopback (or on a bench's interface),
+encrypted and with a trust list of clients like a plant's; the pump modules and density probes
+are firmware stubs behind real pseudo-terminals (or, on a bench, existing serial devices:
+`simulators.serial_lines`). The daemon's drivers cannot tell it from an instrument, so every
+test and demo runs the production code paths.
 
 Physics advances only in `advance_to(now)`, called by the injected clock, so for a given seed and
 sequence of commands the result is the same however fast the machine is. Scheduled faults
@@ -31,7 +32,8 @@ from simulators.opcua_bioreactor import (
     ControllerArrays,
     SimulatedBioreactorServer,
 )
-from simulators.pty_bus import PtyBus, SerialTiming
+from simulators.pty_bus import PtyBus, SerialBus, SerialTiming
+from simulators.serial_lines import BenchPorts
 
 PHYSICS_STEP_S = 1.0
 UNITS_PER_PUMP_BUS = 8  # 3 pumps per unit: 24 addresses of the 32 a bus allows
@@ -94,6 +96,11 @@ def unit_id_of(index: int) -> str:
     return f"U{index + 1:02d}"
 
 
+def buses_for(units: int, units_per_bus: int) -> int:
+    """How many buses `units` units take, `units_per_bus` on each (UNITS_PER_PUMP_BUS...)."""
+    return -(-units // units_per_bus)
+
+
 class VirtualInstrument:
     def __init__(
         self,
@@ -109,6 +116,8 @@ class VirtualInstrument:
         serial_timing: SerialTiming | None = None,  # None: replies as fast as the pty goes
         pki_dir: Path | None = None,  # the controller's certificates; None: a temporary one
         allow_insecure: bool = False,  # also offer SecurityPolicy None
+        opcua_host: str = "127.0.0.1",  # the interface the controller listens on
+        bench_ports: BenchPorts | None = None,  # existing serial devices for the buses
     ) -> None:
         if units < 1:
             raise ValueError("a virtual instrument needs at least one unit")
@@ -140,15 +149,23 @@ class VirtualInstrument:
             self._pki_scratch = tempfile.TemporaryDirectory(prefix="sim-controller-pki-")
             pki_dir = Path(self._pki_scratch.name)
         self.opcua = SimulatedBioreactorServer(
-            self.unit_ids, self.arrays, opcua_port, pki_dir=pki_dir, allow_insecure=allow_insecure
+            self.unit_ids, self.arrays, opcua_port, pki_dir=pki_dir, allow_insecure=allow_insecure,
+            host=opcua_host,
         )
         self._pump_routes: dict[tuple[int, int], tuple[int, PumpSpec]] = {}
         self.pump_firmware: dict[tuple[str, str], PumpFirmware] = {}
-        self.pump_buses: list[tuple[PtyBus, PumpBusFirmware]] = []
-        self.probe_buses: list[tuple[PtyBus, ModbusRtuBusFirmware]] = []
+        self.pump_buses: list[tuple[SerialBus, PumpBusFirmware]] = []
+        self.probe_buses: list[tuple[SerialBus, ModbusRtuBusFirmware]] = []
         self.probes: list[DensityProbeFirmware] = []
         self.serial_timing = serial_timing
-        self._build_serial_devices(units)
+        self.bench_ports = bench_ports or BenchPorts()
+        self._check_bench_ports(units)
+        try:
+            self._build_serial_devices(units)
+        except BaseException:  # a device that cannot be opened: release those already open
+            for bus, _ in (*self.pump_buses, *self.probe_buses):
+                bus.close()
+            raise
         self._publish()
 
     def _build_serial_devices(self, units: int) -> None:
@@ -168,7 +185,11 @@ class VirtualInstrument:
                     self._pump_routes[(bus_index, address)] = (unit, spec)
             firmware = PumpBusFirmware(pumps)
             timing = self.serial_timing.pumps() if self.serial_timing else None
-            bus = PtyBus(lambda data, fw=firmware: fw.feed(data, self._now()), timing)
+
+            def handler(data: bytes, fw: PumpBusFirmware = firmware) -> bytes:
+                return fw.feed(data, self._now())
+
+            bus = self.bench_ports.pump_bus(bus_index, handler) or PtyBus(handler, timing)
             self.pump_buses.append((bus, firmware))
         for first in range(0, units, UNITS_PER_PROBE_BUS):
             probes = [
@@ -178,7 +199,20 @@ class VirtualInstrument:
             self.probes.extend(probes)
             firmware = ModbusRtuBusFirmware(probes)
             timing = self.serial_timing.probes() if self.serial_timing else None
-            self.probe_buses.append((PtyBus(firmware.feed, timing), firmware))
+            index = len(self.probe_buses)
+            probe_bus = self.bench_ports.probe_bus(index, firmware.feed)
+            self.probe_buses.append((probe_bus or PtyBus(firmware.feed, timing), firmware))
+
+    def _check_bench_ports(self, units: int) -> None:
+        """One device per bus, or none: a unit without a line would never answer."""
+        for kind, ports, per_bus in (
+            ("pump", self.bench_ports.pump_ports, UNITS_PER_PUMP_BUS),
+            ("probe", self.bench_ports.probe_ports, UNITS_PER_PROBE_BUS),
+        ):
+            needed = buses_for(units, per_bus)
+            if ports and len(ports) != needed:
+                raise ValueError(f"{units} units need {needed} {kind} bus(es) of {per_bus} units "
+                                 f"each: give {needed} {kind} port(s), not {len(ports)}")
 
     async def start(self) -> None:
         for bus, _ in (*self.pump_buses, *self.probe_buses):

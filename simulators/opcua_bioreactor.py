@@ -14,6 +14,10 @@ It is secured as a plant's controller should be: Basic256Sha256 and Aes256_Sha25
 SignAndEncrypt, its own certificate (made on first start under `pki_dir/own`), and only clients
 whose certificate is in `pki_dir/trusted` (an unknown one is refused and copied to
 `pki_dir/rejected`). SecurityPolicy None is offered only with `allow_insecure`.
+
+It listens on loopback unless told another interface (`host`, `shuttle-sim --listen`): on a
+hardware-in-the-loop bench the daemon reaches it over the plant network, as it would the vendor's
+controller, and only the trust list keeps strangers out.
 """
 
 from __future__ import annotations
@@ -100,11 +104,26 @@ class ControllerArrays:
     available: list[bool]  # False while a fault makes the controller unreachable for a unit
 
 
-def free_loopback_port() -> int:
-    """A TCP port on loopback that nothing listens on right now (for port 0 = "any")."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+def free_loopback_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` (loopback by default) that nothing listens on right now (for port
+    0 = "any")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+
+
+def endpoint_url(host: str, port: int) -> str:
+    """The URL clients use for a controller listening on `host`: every interface (0.0.0.0, ::)
+    is reached by this machine's name; an IPv6 address goes in brackets."""
+    if host in WILDCARD_HOSTS:
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"opc.tcp://{host}:{port}/bioreactor"
 
 
 class _ClientTrustList(TrustList):
@@ -124,11 +143,13 @@ class SimulatedBioreactorServer:
         *,
         pki_dir: Path,
         allow_insecure: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         self.unit_ids = unit_ids
         self.arrays = arrays
-        self.port = port or free_loopback_port()
-        self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/bioreactor"
+        self.host = host
+        self.port = port or free_loopback_port(host)
+        self.endpoint = endpoint_url(host, self.port)  # what clients connect to
         self.pki_dir = pki_dir
         self.allow_insecure = allow_insecure
         self.trust_list = _ClientTrustList(pki_dir)
@@ -160,7 +181,8 @@ class SimulatedBioreactorServer:
     async def start(self) -> None:
         server = Server()
         await server.init()
-        server.set_endpoint(self.endpoint)
+        bind_host = f"[{self.host}]" if ":" in self.host else self.host
+        server.set_endpoint(f"opc.tcp://{bind_host}:{self.port}/bioreactor")
         server.set_server_name("Cell Shuttle simulated bioreactor controller")
         await server.set_application_uri(APPLICATION_URI)
         own = self.own_certificate()

@@ -1,8 +1,10 @@
-"""A pseudo-terminal that plays a serial bus: drivers open ``port_path`` as a real serial port.
+"""A serial bus served by firmware stubs: on a new pseudo-terminal (`PtyBus`), or, through the same
+serving loop (`SerialBus`), on an existing serial device (`simulators.serial_lines`).
 
-The driver under test cannot tell the simulator from hardware, which is the point: the same
-pyserial/pymodbus code paths run. The device side is a plain ``handler(bytes) -> bytes`` (a pure
-firmware stub wrapped with the simulator's clock) called from the event loop's reader callback.
+On a pseudo-terminal, drivers open ``port_path`` as a real serial port and cannot tell the
+simulator from hardware, which is the point: the same pyserial/pymodbus code paths run. The device
+side is a plain ``handler(bytes) -> bytes`` (a pure firmware stub wrapped with the simulator's
+clock) called from the event loop's reader callback on the file descriptor of the line.
 
 A pty moves bytes as fast as the kernel copies them, so by default a reply is there microseconds
 after its request. With a `LineTiming` the bus also takes the time a real line would (issue 3,
@@ -23,6 +25,9 @@ a half-duplex line (RS-485, or RS-232 used request/reply) is:
 
 Delivering a reply whole when its last byte would arrive, rather than byte by byte, is a
 simplification: a reader that waits for a complete frame (all our drivers) sees the same time.
+
+On a real serial line the wire itself takes that time, in real time whatever the clock's speed:
+there a `LineTiming` with ``wire=False`` adds only the device's turnaround.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import termios
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 MAX_OUTPUT_BUFFER = 65536  # replies nobody reads are dropped beyond this, as a real line would
 # Time from a request's last byte to the reply's first: small microcontroller firmware answers in
@@ -53,9 +59,12 @@ class LineTiming:
     """
 
     baud: float
-    bits_per_char: int = 10
+    bits_per_char: float = 10  # 1.5 stop bits make a fraction
     turnaround_s: float = DEFAULT_TURNAROUND_S
     speed: float = 1.0
+    # Whether the bus must add the bytes' time on the wire itself (a pseudo-terminal moves them
+    # at once); on a real serial line the UART takes it, and only the turnaround is added.
+    wire: bool = True
 
     def __post_init__(self) -> None:
         if not (self.baud > 0 and self.bits_per_char > 0 and self.speed > 0):
@@ -64,30 +73,27 @@ class LineTiming:
             raise ValueError("the turnaround cannot be negative")
 
     def wire_s(self, n_bytes: int) -> float:
-        """Simulated seconds that `n_bytes` take on the wire."""
-        return n_bytes * self.bits_per_char / self.baud
+        """Simulated seconds that `n_bytes` take on the wire (0 when the line itself takes it)."""
+        return n_bytes * self.bits_per_char / self.baud if self.wire else 0.0
 
     def wall_s(self, simulated_s: float) -> float:
         """Wall-clock seconds for `simulated_s` at the clock's speed."""
         return simulated_s / self.speed
 
 
-class PtyBus:
-    """Master side of a pty wired to a device handler, with cut/garbage fault hooks."""
+class SerialBus:
+    """The serving loop of one line: a non-blocking file descriptor wired to a device handler,
+    with byte timing and cut/garbage fault hooks. Subclasses open the line (`PtyBus`: a new
+    pseudo-terminal; `serial_lines.SerialPortBus`: an existing serial device)."""
 
-    def __init__(self, handler: Callable[[bytes], bytes], timing: LineTiming | None = None) -> None:
+    def __init__(
+        self, fd: int, handler: Callable[[bytes], bytes], timing: LineTiming | None = None
+    ) -> None:
         self.handler = handler
         self.timing = timing
-        self._master, self._slave = os.openpty()
-        # Raw, no echo: otherwise the line discipline would echo requests back to the driver and
-        # translate \r\n. Keeping our own slave fd open means the pty never hangs up (EIO) when
-        # the driver closes and reopens the port.
-        tty.setraw(self._slave)
-        attrs = termios.tcgetattr(self._slave)
-        attrs[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON)
-        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
-        os.set_blocking(self._master, False)
-        self.port_path: str = os.ttyname(self._slave)
+        self._fd = fd
+        os.set_blocking(self._fd, False)
+        self.port_path: str = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._out = bytearray()
         self._writer_armed = False
@@ -105,21 +111,24 @@ class PtyBus:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._master, self._on_readable)
+        self._loop.add_reader(self._fd, self._on_readable)
 
     def close(self) -> None:
         self._drop_in_flight()
-        if self._loop is not None and self._master >= 0:
-            self._loop.remove_reader(self._master)
-            self._loop.remove_writer(self._master)
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = -1
+        if self._loop is not None and self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        self._close_line()
+        self._fd = -1
         self._loop = None
 
-    async def __aenter__(self) -> PtyBus:
+    def _close_line(self) -> None:
+        """Release the line's file descriptors (the subclass knows which it opened)."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -147,26 +156,44 @@ class PtyBus:
     def send(self, data: bytes) -> None:
         """Write device-to-host bytes outside the request/reply cycle (late or stray frames)."""
         if not self._cut:
-            self._transmit(data, ready_at=None)
+            self._transmit(self._to_line(data), ready_at=None)
+
+    # --- what the line makes of the bytes (a UART at other settings garbles them) ---------------
+
+    def _from_line(self, data: bytes) -> bytes:
+        """The bytes the device's UART receives for `data` sent by the host (as sent, here)."""
+        return data
+
+    def _to_line(self, data: bytes) -> bytes:
+        """The bytes the host's UART receives for `data` sent by the device (as sent, here)."""
+        return data
 
     # --- I/O ------------------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._master, 4096)
+            data = os.read(self._fd, 4096)
         except BlockingIOError:
             return
         except OSError as exc:
-            if exc.errno == errno.EIO:  # no slave open; cannot happen while we hold ours
-                return
-            raise
-        if not data or self._cut:
+            self._read_failed(exc)
+            return
+        if not data:
+            self._read_failed(None)
+            return
+        if self._cut:
             return
         self.bytes_in += len(data)
         received_at = self._received_at(len(data))
-        reply = self.handler(data)
+        reply = self.handler(self._from_line(data))
         if reply and not self._cut:
-            self._transmit(self._maybe_corrupt(reply), ready_at=received_at)
+            self._transmit(self._to_line(self._maybe_corrupt(reply)), ready_at=received_at)
+
+    def _read_failed(self, error: OSError | None) -> None:
+        """The line cannot be read (`error`), or hung up (None: end of file). A pseudo-terminal
+        whose slave we hold open never hangs up, so only an unexpected error is raised."""
+        if error is not None and error.errno != errno.EIO:
+            raise error
 
     def _received_at(self, n_bytes: int) -> float | None:
         """Loop time at which the last of `n_bytes` just written by the host reaches the device."""
@@ -225,7 +252,7 @@ class PtyBus:
     def _flush(self) -> None:
         while self._out:
             try:
-                n = os.write(self._master, self._out)
+                n = os.write(self._fd, self._out)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -238,11 +265,35 @@ class PtyBus:
         if self._loop is None:
             return
         if self._out and not self._writer_armed:
-            self._loop.add_writer(self._master, self._flush)
+            self._loop.add_writer(self._fd, self._flush)
             self._writer_armed = True
         elif not self._out and self._writer_armed:
-            self._loop.remove_writer(self._master)
+            self._loop.remove_writer(self._fd)
             self._writer_armed = False
+
+
+class PtyBus(SerialBus):
+    """A new pseudo-terminal playing the line: the simulator holds the master side, drivers open
+    ``port_path`` (the slave) as a real serial port."""
+
+    def __init__(self, handler: Callable[[bytes], bytes], timing: LineTiming | None = None) -> None:
+        master, self._slave = os.openpty()
+        # Raw, no echo: otherwise the line discipline would echo requests back to the driver and
+        # translate \r\n. Keeping our own slave fd open means the pty never hangs up (EIO) when
+        # the driver closes and reopens the port.
+        tty.setraw(self._slave)
+        attrs = termios.tcgetattr(self._slave)
+        attrs[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON)
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        super().__init__(master, handler, timing)
+        self.port_path = os.ttyname(self._slave)
+
+    def _close_line(self) -> None:
+        super()._close_line()
+        if self._slave >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._slave)
+        self._slave = -1
 
 
 @dataclass(frozen=True)
@@ -262,4 +313,11 @@ class SerialTiming:
         return LineTiming(self.pump_baud, 10, self.turnaround_s, self.speed)
 
     def probes(self) -> LineTiming:
-        return LineTiming(self.probe_baud, 11, self.turnaround_s, self.speed)
+        turnaround = max(self.turnaround_s, modbus_silence_s(self.probe_baud, 11))
+        return LineTiming(self.probe_baud, 11, turnaround, self.speed)
+
+
+def modbus_silence_s(baud: float, bits_per_char: float) -> float:
+    """The silence a Modbus RTU slave keeps before it answers (t3.5 of the Modbus serial line
+    specification): 3.5 character times, fixed at 1.75 ms above 19200 baud."""
+    return 0.00175 if baud > 19200 else 3.5 * bits_per_char / baud
