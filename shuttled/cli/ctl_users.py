@@ -1,4 +1,4 @@
-"""`shuttlectl user add|passwd|remove|list`: manage the operator accounts (SPEC §5).
+"""`shuttlectl user add|passwd|remove|list|unlock`: manage the operator accounts (SPEC §5, §12).
 
 Offline: it edits the users file directly (`--users-file FILE`, else the daemon configuration's
 `[opcua].users_file`, `--config FILE` or $SHUTTLED_CONFIG or /etc/shuttled/shuttled.toml). The
@@ -14,6 +14,10 @@ account that made the change (role `local`), the account name and role, and `--r
 not a method call: whoever can write the users file can also skip this, which is why the file is
 root-owned 0600 and why the audit record says `local`. Neither the password nor its hash is
 recorded anywhere but the users file.
+
+`user unlock NAME` lifts a lockout (five failed password checks within 15 minutes, kept in the
+journal): online as a supervisor signed in to the daemon (`--user`), or offline by the
+administrator with `--journal FILE` or `--config FILE`. Both are audited.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from shuttled.cli.common import EXIT_OK, fail
 from shuttled.cli.ctl_report import JOURNAL_NAME, ConfigUnavailable, daemon_config
 from shuttled.records.users import (
+    MIN_PASSWORD_LENGTH,
     ROLES,
     SCRYPT_N,
     User,
@@ -39,7 +44,7 @@ from shuttled.records.users import (
 )
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD = 8
+MIN_PASSWORD = MIN_PASSWORD_LENGTH
 
 
 class UserRefused(Exception):
@@ -53,12 +58,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add = actions.add_parser("add", help="create an account with a role", allow_abbrev=False)
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, help=f"one of {', '.join(ROLES)}")
+    add.add_argument("--full-name", required=True, metavar="TEXT",
+                     help="the printed name on this user's signatures")
     passwd = actions.add_parser("passwd", help="set a new password for an account",
                                 allow_abbrev=False)
     passwd.add_argument("name", metavar="NAME")
     remove = actions.add_parser("remove", help="delete an account")
     remove.add_argument("name", metavar="NAME")
     listing = actions.add_parser("list", help="list the accounts and their roles")
+    unlock = actions.add_parser("unlock", help="unlock an account locked after failed password "
+                                "checks (online as a supervisor, or offline with --journal or "
+                                "--config)")
+    unlock.add_argument("name", metavar="NAME")
+    unlock.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    unlock.add_argument("--journal", type=Path, metavar="FILE",
+                        help="offline: the daemon's journal (the daemon may be stopped)")
+    unlock.add_argument("--config", type=Path, metavar="FILE",
+                        help="offline: the journal of this configuration's data directory")
     for parser in (add, passwd, remove, listing):
         parser.add_argument("--users-file", type=Path, metavar="FILE",
                             help="the users file (default: [opcua].users_file of the config)")
@@ -74,6 +90,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("--password-file", dest="new_password_file", type=Path,
                             metavar="F", help="read the password from the first line of F "
                             "(for scripts); default: ask twice on the terminal")
+
+
+def is_online(args: argparse.Namespace) -> bool:
+    """`user unlock` without a journal or configuration goes to the daemon as `--user`."""
+    return args.user_command == "unlock" and args.journal is None and args.config is None
+
+
+def _unlock_offline(args: argparse.Namespace) -> str:
+    journal: Path | None = args.journal
+    if journal is None:
+        try:
+            journal = daemon_config(args.config).data_dir / JOURNAL_NAME
+        except ConfigUnavailable as error:
+            raise UserRefused(str(error)) from None
+    if not journal.is_file():
+        raise UserRefused(f"no journal file {journal}")
+    from shuttled.records.account_locks import AccountLocks
+
+    locks = AccountLocks(journal)
+    try:
+        if not locks.unlock(args.name):
+            raise UserRefused(f"account {args.name!r} is not locked")
+    finally:
+        locks.close()
+    _audit(journal, "UserUnlock", args.name, "", args.reason)
+    return f"unlocked {args.name}"
 
 
 def _locations(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -175,7 +217,10 @@ def _change(args: argparse.Namespace) -> str:
         _audit(journal, "UserRemove", name, role, args.reason)
         return f"removed {name} from {users_file}"
     role = args.role if action == "add" else users[name].role
-    users[name] = User(name, role, hash_password(_new_password(args)))
+    full_name = args.full_name.strip() if action == "add" else users[name].full_name
+    if action == "add" and not full_name:
+        raise UserRefused("--full-name is empty: it is the printed name on every signature")
+    users[name] = User(name, role, hash_password(_new_password(args)), full_name)
     _save(users_file, users)
     _audit(journal, "UserAdd" if action == "add" else "UserPasswd", name, role, args.reason)
     return f"{'added' if action == 'add' else 'new password for'} {name} ({role}) in {users_file}"
@@ -187,14 +232,14 @@ def run(args: argparse.Namespace) -> int:
             users_file, _ = _locations(args)
             accounts = _load(users_file, must_exist=True).values()
             for user in accounts:
-                print(f"{user.name}\t{user.role}")
+                print(f"{user.name}\t{user.role}\t{user.full_name}")
             weak = sorted(u.name for u in accounts if needs_upgrade(u.password_hash))
             if weak:
                 print(f"note: {', '.join(weak)}: password hashed at a lower cost than scrypt "
                       f"N={SCRYPT_N}; upgraded at the next sign-in (where the daemon may write "
                       "the users file) or with `shuttlectl user passwd`", file=sys.stderr)
             return EXIT_OK
-        print(_change(args))
+        print(_unlock_offline(args) if args.user_command == "unlock" else _change(args))
     except UserRefused as refused:
         return fail(str(refused))
     except OSError as error:

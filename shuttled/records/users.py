@@ -34,7 +34,10 @@ from shuttled.records.private_files import (
     write_private,
 )
 
-ROLES = ("viewer", "operator", "supervisor")
+# qa reads, reviews, approves and releases; it runs nothing (SPEC §12).
+ROLES = ("viewer", "operator", "supervisor", "qa")
+# Part 11 §11.300: a password is one of the two components of a signature; 12 is the floor.
+MIN_PASSWORD_LENGTH = 12
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
 TEST_COST_ENV = "SHUTTLED_TEST_SCRYPT_N"
 MIN_TEST_N = 2**10
@@ -120,6 +123,11 @@ class User:
     name: str
     role: str
     password_hash: str
+    full_name: str = ""  # the printed name on every signature (SPEC §12)
+
+    @property
+    def printed_name(self) -> str:
+        return self.full_name or self.name
 
 
 def load_users(path: Path) -> dict[str, User]:
@@ -137,7 +145,10 @@ def load_users(path: Path) -> dict[str, User]:
         if role not in ROLES or not isinstance(password_hash, str):
             raise UsersFileError(f"{path}: users.{name}: needs a role ({', '.join(ROLES)}) "
                                  "and a password hash")
-        users[name] = User(name, role, password_hash)
+        full_name = entry.get("full_name", "")
+        if not isinstance(full_name, str):
+            raise UsersFileError(f"{path}: users.{name}.full_name must be text")
+        users[name] = User(name, role, password_hash, full_name)
     return users
 
 
@@ -146,7 +157,8 @@ def save_users(
 ) -> None:
     """Write atomically (a half-written users file would lock everyone out), mode 0600 unless
     told otherwise; a symlink in the users file's place is refused."""
-    data = {"users": {u.name: {"role": u.role, "password": u.password_hash}
+    data = {"users": {u.name: {"role": u.role, "password": u.password_hash,
+                               **({"full_name": u.full_name} if u.full_name else {})}
                       for u in users.values()}}
     replace_private(path, tomli_w.dumps(data).encode("utf-8"), mode, owner)
 
@@ -162,7 +174,7 @@ def upgrade_hash(path: Path, name: str, old_hash: str, password: str) -> bool:
     if user is None or user.password_hash != old_hash:
         return False
     status = path.lstat()
-    users[name] = User(name, user.role, hash_password(password))
+    users[name] = User(name, user.role, hash_password(password), user.full_name)
     save_users(path, users, mode=status.st_mode & 0o660, owner=(status.st_uid, status.st_gid))
     return True
 
@@ -173,7 +185,13 @@ def create_simulation_account(data_dir: Path) -> tuple[Path, Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
     users_file = data_dir / "users.toml"
-    save_users(users_file, {"sim": User("sim", "supervisor", hash_password(password))})
+    # `sim-verifier` verifies the operator steps `sim` confirms when the simulation answers them
+    # itself (SPEC §12: a second, different user). Its hash is random (dummy_hash): no password
+    # matches it, none exists anywhere, so nobody signs in as it and it costs no scrypt.
+    save_users(users_file, {"sim": User("sim", "supervisor", hash_password(password),
+                                        "Simulation supervisor"),
+                            "sim-verifier": User("sim-verifier", "operator", dummy_hash(),
+                                                 "Simulation verifier")})
     credentials = data_dir / "sim-credentials"
     write_private(credentials, f"sim:{password}\n".encode())
     return users_file, credentials

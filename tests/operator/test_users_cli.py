@@ -24,6 +24,8 @@ def ctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run([str(BIN / "shuttlectl"), "user", *args], capture_output=True,
                           text=True, timeout=60, input=stdin)
 
+FULL = ("--full-name", "Test User")  # every account has a printed name (SPEC §12)
+
 
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:
@@ -34,7 +36,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_add_passwd_remove(files: tuple[Path, Path], tmp_path: Path) -> None:
     users, password = files
-    result = ctl("add", "alice", "--role", "operator", "--users-file", str(users),
+    result = ctl("add", "alice", "--role", "operator", *FULL, "--users-file", str(users),
                  "--password-file", str(password))
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
@@ -61,7 +63,7 @@ def test_changes_are_audited_in_the_journal(files: tuple[Path, Path], tmp_path: 
     users, password = files
     journal = tmp_path / "journal.sqlite3"
     Journal(journal).close()
-    for args in (("add", "qa", "--role", "viewer", "--password-file", str(password)),
+    for args in (("add", "qa", "--role", "viewer", *FULL, "--password-file", str(password)),
                  ("passwd", "qa", "--password-file", str(password)),
                  ("remove", "qa")):
         result = ctl(*args, "--users-file", str(users), "--journal", str(journal),
@@ -76,11 +78,11 @@ def test_changes_are_audited_in_the_journal(files: tuple[Path, Path], tmp_path: 
 
 
 REFUSALS = [
-    (("add", "bob", "--role", "admin"), "unknown role 'admin'"),
-    (("add", "alice", "--role", "viewer"), "already exists"),
+    (("add", "bob", "--role", "admin", *FULL), "unknown role 'admin'"),
+    (("add", "alice", "--role", "viewer", *FULL), "already exists"),
     (("passwd", "carol"), "no user 'carol'"),
     (("remove", "carol"), "no user 'carol'"),
-    (("add", "bad name", "--role", "viewer"), "invalid user name"),
+    (("add", "bad name", "--role", "viewer", *FULL), "invalid user name"),
 ]
 
 
@@ -88,7 +90,7 @@ REFUSALS = [
 def test_bad_requests_are_refused(files: tuple[Path, Path], args: tuple[str, ...],
                                   message: str) -> None:
     users, password = files
-    assert ctl("add", "alice", "--role", "supervisor", "--users-file", str(users),
+    assert ctl("add", "alice", "--role", "supervisor", *FULL, "--users-file", str(users),
                "--password-file", str(password)).returncode == 0
     before = users.read_bytes()
     extra = ("--password-file", str(password)) if args[0] in ("add", "passwd") else ()
@@ -105,7 +107,7 @@ def test_empty_or_short_passwords_are_refused(files: tuple[Path, Path], tmp_path
     users, _ = files
     password = tmp_path / "weak"
     password.write_text(content)
-    result = ctl("add", "dave", "--role", "viewer", "--users-file", str(users),
+    result = ctl("add", "dave", "--role", "viewer", *FULL, "--users-file", str(users),
                  "--password-file", str(password))
     assert result.returncode == 1 and "password" in result.stderr
     assert "Traceback" not in result.stderr
@@ -114,14 +116,14 @@ def test_empty_or_short_passwords_are_refused(files: tuple[Path, Path], tmp_path
 
 def test_no_terminal_and_no_password_file_is_refused(files: tuple[Path, Path]) -> None:
     users, _ = files
-    result = ctl("add", "erin", "--role", "viewer", "--users-file", str(users),
+    result = ctl("add", "erin", "--role", "viewer", *FULL, "--users-file", str(users),
                  stdin="a password on stdin\n")
     assert result.returncode == 1 and "--password-file" in result.stderr
     assert not users.exists()
 
 
 def test_password_is_not_an_option() -> None:
-    result = ctl("add", "frank", "--role", "viewer", "--password", "hunter22")
+    result = ctl("add", "frank", "--role", "viewer", *FULL, "--password", "hunter22")
     assert result.returncode == 2  # argparse: usage error, no such option
 
 
@@ -138,18 +140,18 @@ def test_users_file_from_the_daemon_configuration(files: tuple[Path, Path],
     text = re.sub(r'(?m)^data_dir = .*$', f'data_dir = "{data}"', text)
     text = re.sub(r'(?m)^users_file = .*$', f'users_file = "{users}"', text)
     config.write_text(text)
-    result = ctl("add", "gina", "--role", "operator", "--config", str(config),
+    result = ctl("add", "gina", "--role", "operator", *FULL, "--config", str(config),
                  "--password-file", str(password))
     assert result.returncode == 0, result.stderr
     assert load_users(users)["gina"].role == "operator"
     assert [r.method for r in read_journal(data / "journal.sqlite3")] == ["UserAdd"]
 
 
-@pytest.mark.parametrize("action", [("add", "zoe", "--role", "viewer"), ("list",)])
+@pytest.mark.parametrize("action", [("add", "zoe", "--role", "viewer", *FULL), ("list",)])
 def test_a_symlinked_users_file_is_refused(files: tuple[Path, Path], tmp_path: Path,
                                            action: tuple[str, ...]) -> None:
     users, password = files
-    assert ctl("add", "alice", "--role", "operator", "--users-file", str(users),
+    assert ctl("add", "alice", "--role", "operator", *FULL, "--users-file", str(users),
                "--password-file", str(password)).returncode == 0
     real = tmp_path / "real.toml"
     users.rename(real)
@@ -164,12 +166,52 @@ def test_a_symlinked_users_file_is_refused(files: tuple[Path, Path], tmp_path: P
 
 def test_list_points_out_hashes_below_the_current_cost(files: tuple[Path, Path]) -> None:
     users, password = files
-    assert ctl("add", "alice", "--role", "operator", "--users-file", str(users),
+    assert ctl("add", "alice", "--role", "operator", *FULL, "--users-file", str(users),
                "--password-file", str(password)).returncode == 0  # 2^10 (tests/conftest.py)
     result = subprocess.run(
         [str(BIN / "shuttlectl"), "user", "list", "--users-file", str(users)],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "SHUTTLED_TEST_SCRYPT_N": str(2**11)},
     )
-    assert result.returncode == 0 and result.stdout == "alice\toperator\n"
+    assert result.returncode == 0 and result.stdout == "alice\toperator\tTest User\n"
     assert "alice: password hashed at a lower cost" in result.stderr
+
+
+def test_a_locked_account_is_unlocked_offline_by_the_administrator_and_audited(
+        tmp_path: Path) -> None:
+    from shuttled.records.account_locks import MAX_FAILURES, AccountLocks
+    from shuttled.records.audit import AuditTrail
+
+    journal = tmp_path / "journal.sqlite3"
+    locks = AccountLocks(journal)
+    assert not any(locks.failed("otto", "sign-in", True) for _ in range(MAX_FAILURES - 1))
+    assert locks.failed("otto", "signature", True) and locks.is_locked("otto")
+    assert not locks.failed("nobody", "sign-in", False)  # no account: counted, locks nothing
+    locks.close()
+    result = ctl("unlock", "otto", "--reason", "identity checked at the desk", "--journal",
+                 str(journal))
+    assert result.returncode == 0, result.stderr
+    assert not AccountLocks(journal).is_locked("otto")
+    again = ctl("unlock", "otto", "--reason", "twice", "--journal", str(journal))
+    assert again.returncode == 1 and "is not locked" in again.stderr
+    (record,) = [r for r in AuditTrail(journal).records() if r.method == "UserUnlock"]
+    assert record.role == "local" and record.arguments["name"] == "otto"
+
+
+def test_new_passwords_are_at_least_twelve_characters_and_a_full_name_is_required(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    users, _ = files
+    eleven = tmp_path / "eleven"
+    eleven.write_text("abcdefghijk\n")
+    short = ctl("add", "ann", "--role", "qa", "--full-name", "Ann QA", "--users-file",
+                str(users), "--password-file", str(eleven))
+    assert short.returncode == 1 and "shorter than 12" in short.stderr
+    twelve = tmp_path / "twelve"
+    twelve.write_text("abcdefghijkl\n")
+    blank = ctl("add", "ann", "--role", "qa", "--full-name", " ", "--users-file", str(users),
+                "--password-file", str(twelve))
+    assert blank.returncode == 1 and "printed name" in blank.stderr
+    added = ctl("add", "ann", "--role", "qa", "--full-name", "Ann QA", "--users-file",
+                str(users), "--password-file", str(twelve))
+    assert added.returncode == 0, added.stderr
+    assert load_users(users)["ann"].full_name == "Ann QA"

@@ -69,6 +69,7 @@ def test_shuttlectl_user_add_stores_the_production_cost(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if k != TEST_COST_ENV}
     result = subprocess.run(
         [str(BIN / "shuttlectl"), "user", "add", "alice", "--role", "operator",
+         "--full-name", "Alice A",
          "--users-file", str(tmp_path / "users.toml"), "--password-file", str(password)],
         capture_output=True, text=True, timeout=60, env=environment,
     )
