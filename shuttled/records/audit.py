@@ -181,6 +181,49 @@ class AuditTrail:
             self.anchor_now()
         return record
 
+    def append_many(self, entries: list[dict[str, Any]]) -> list[AuditRecord]:
+        """Several records (each with `append`'s keyword arguments) in one committed
+        transaction: one fsync for all of them, so a tick's alarm transitions — hundreds a
+        minute in an alarm storm — cost the control tick one commit, not one per transition.
+        Anchored like `append`: once the batch passes an INTERVAL boundary."""
+        if not entries:
+            return []
+        contents = [
+            {"user": e["user"], "role": e["role"], "unit": e["unit"], "method": e["method"],
+             "arguments": e["arguments"], "reason": e["reason"], "result": e["result"],
+             "detail": e.get("detail", "")}
+            for e in entries
+        ]  # fmt: skip
+        try:
+            records = self._insert_many(contents)
+        except sqlite3.OperationalError:
+            if self._inspect()[0]:
+                raise
+            self._recreate_table()
+            records = self._insert_many(contents)
+        if self.anchors is not None and self.anchors.due(records[-1].seq):
+            self.anchor_now()
+        return records
+
+    def _insert_many(self, contents: list[dict[str, Any]]) -> list[AuditRecord]:
+        records = []
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, previous = (row[0], row[1]) if row else (0, GENESIS)
+            for fields in contents:
+                seq += 1
+                content = {"seq": seq, "time": self._now(), **fields}
+                previous = chain_hash(previous, canonical(content))
+                self._db.execute(
+                    "INSERT INTO audit (seq, content, hash) VALUES (?, ?, ?)",
+                    (seq, canonical(content), previous),
+                )
+                records.append(AuditRecord(**content, hash=previous))
+        return records
+
     def _insert(self, fields: dict[str, Any]) -> AuditRecord:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")  # no other writer between reading the head and us

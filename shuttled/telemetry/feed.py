@@ -53,6 +53,8 @@ class TelemetryFeed:
         self.seq = {unit: 0 for unit in runs} | outbox.sequences()
         self._event_cursor = dict.fromkeys(runs, 0)  # a restored run's events are this start's
         self._alarms: dict[str, dict[str, str]] = {unit: {} for unit in runs}
+        # True once the alarm model publishes alarm events itself (Telemetry.attach_alarms).
+        self.alarms_from_book = False
         self._states: dict[str, tuple] = {}
         self._last_telemetry = -math.inf
 
@@ -70,7 +72,8 @@ class TelemetryFeed:
         messages: list[tuple[str, dict]] = []
         for unit, run in self.runs.items():
             messages.extend(self._run_events(unit, run))
-            messages.extend(self._alarm_events(unit, run, loop.alarms.get(unit, {}), now))
+            if not self.alarms_from_book:
+                messages.extend(self._alarm_events(unit, run, loop.alarms.get(unit, {}), now))
         self.publish_states(now)
         sequences: dict[str, int] = {}
         due = self.period_s is None or now - self._last_telemetry >= self.period_s * 0.999
@@ -96,7 +99,8 @@ class TelemetryFeed:
             "volume_ml": float(loop.volume[i]),
         }
         quality = quality_of(int(loop.flags[i]), temperature, loop.alarms.get(unit, {}))
-        return payloads.telemetry_payload(self.seq[unit], self.to_epoch(now), values, quality)
+        return payloads.telemetry_payload(self.seq[unit], self.to_epoch(now), values, quality,
+                                          batch=self.runs[unit].batch_id)
 
     def _run_events(self, unit: str, run: UnitRun) -> list[tuple[str, dict]]:
         start = self._event_cursor[unit]

@@ -47,6 +47,10 @@ class Topics:
     def events(self, unit: str) -> str:
         return f"{self.prefix}/{self.instrument}/{unit}/events"
 
+    def alarms(self, unit: str) -> str:
+        """Retained: the unit's current alarm list (SPEC §13)."""
+        return f"{self.prefix}/{self.instrument}/{unit}/alarms"
+
     @property
     def instrument_events(self) -> str:
         """Events of the instrument as a whole (audit anchors), beside the units' own."""
@@ -57,7 +61,9 @@ def status_payload(online: bool, epoch_s: float, version: str, units: list[str])
     return {"online": online, "ts": iso_ts(epoch_s), "version": version, "units": units}
 
 
-def state_of(run: UnitRun) -> tuple[str, str | None, str | None, str | None, str]:
+def state_of(
+    run: UnitRun,
+) -> tuple[str, str | None, str | None, str | None, str, str | None]:
     """What the retained state topic shows; a change in it is what triggers a publish."""
     phase = run.phase
     return (
@@ -66,11 +72,13 @@ def state_of(run: UnitRun) -> tuple[str, str | None, str | None, str | None, str
         run.run_id,
         run.protocol.identity if run.protocol is not None else None,
         run.hold_reason,
+        run.batch_id,
     )
 
 
 def state_payload(state: tuple, epoch_s: float) -> dict:
-    value, phase, run_id, protocol, hold_reason = state
+    """`batch`: the chain-of-identity id the run is bound to (SPEC §12), null if none."""
+    value, phase, run_id, protocol, hold_reason, *rest = state
     return {
         "ts": iso_ts(epoch_s),
         "state": value,
@@ -78,14 +86,19 @@ def state_payload(state: tuple, epoch_s: float) -> dict:
         "run_id": run_id,
         "protocol": protocol,
         "hold_reason": hold_reason,
+        "batch": rest[0] if rest else None,
     }
 
 
-def telemetry_payload(seq: int, epoch_s: float, values: dict[str, float], quality: str) -> dict:
-    """`historical` is set when the message leaves the outbox, not here (see Publisher)."""
+def telemetry_payload(
+    seq: int, epoch_s: float, values: dict[str, float], quality: str, batch: str | None = None
+) -> dict:
+    """`historical` is set when the message leaves the outbox, not here (see Publisher);
+    `batch` is the bound run's chain-of-identity id (SPEC §12), null without one."""
     payload: dict[str, Any] = {"ts": iso_ts(epoch_s), "seq": seq}
     payload.update({key: number(value) for key, value in values.items()})
     payload["quality"] = quality
+    payload["batch"] = batch
     return payload
 
 
@@ -130,3 +143,25 @@ def alarm_event_payload(
         "detail": message,
         "user": "system",
     }
+
+
+def alarm_transition_payload(transition: dict[str, Any], alarm: dict[str, Any]) -> dict:
+    """One alarm lifecycle transition (SPEC §13) on `<unit>/events`. `type`, `alarm`, `active`,
+    `run_id`, `detail` and `user` are as before the lifecycle existed (raised and cleared), so
+    older consumers keep working; `transition`, `state`, `severity`, `acked`, `shelved`,
+    `suppressed` and `comment` are the lifecycle's."""
+    return {
+        "ts": transition["utc"], "type": "alarm", "alarm": transition["name"],
+        "active": transition["active"], "run_id": transition["run_id"],
+        "detail": transition["message"], "user": transition["user"],
+        "transition": transition["kind"], "state": transition["state"],
+        "severity": transition["severity"], "acked": transition["acked"],
+        "shelved": alarm["shelved"], "suppressed": transition["suppressed"],
+        "comment": transition["comment"], "occurrence": transition["occurrence"],
+    }  # fmt: skip
+
+
+def alarm_list_payload(epoch_s: float, alarms: list[dict[str, Any]]) -> dict:
+    """The retained `<unit>/alarms`: every current alarm of the unit (shelved and suppressed
+    included, flagged), most severe first."""
+    return {"ts": iso_ts(epoch_s), "alarms": alarms}
