@@ -1,8 +1,17 @@
 """Bioreactor controller driver over OPC UA (asyncua client).
 
-One session per controller; one batched Read for every unit's temperature, volume and heater
-readback, and one batched Write for every unit's heater output, per control tick, because a round
-trip per unit would cost more than the control law for the whole instrument.
+One session per controller; one batched Read for every unit's temperature, volume, heater
+readback and installed cartridge, and one batched Write for every unit's heater output, per
+control tick, because a round trip per unit would cost more than the control law for the whole
+instrument.
+
+The cartridge id (`<unit>/CartridgeId`, String, SPEC §12) rides in that same Read every tick
+rather than being read at Start only or every N seconds: it adds one node per unit to a request
+that is sent anyway (16 more values of a few bytes, no extra round trip), a controller serves it
+from the value its reader latched when the cartridge was clamped in, and a swap is then seen
+within one control period — before the next pump command can put one patient's medium into
+another patient's cartridge. A controller without that node still works; its units report no
+cartridge (None), and the daemon cannot bind their runs to one.
 
 Node ids are resolved once per session from browse paths below each unit's node, so the
 configuration names vessels the way an engineer sees them in a browser, and a controller that
@@ -47,6 +56,7 @@ __all__ = ["BioreactorReading", "Health", "HealthChange", "OpcUaBioreactor", "Op
 TEMPERATURE = ("FunctionSet", "Temperature", "SensorValue")
 HEATER = ("FunctionSet", "Heater", "Output")
 VOLUME = ("FunctionSet", "Volume", "SensorValue")
+CARTRIDGE = ("CartridgeId",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,7 @@ class BioreactorReading:
     temperature: float
     volume_ml: float
     heater_pct: float
+    cartridge: str | None = None  # the installed cartridge's id; None: not reported or Bad
 
     @property
     def good(self) -> bool:
@@ -105,6 +116,7 @@ class OpcUaBioreactor:
         self._client: Client | None = None
         self._read_ids: list[ua.NodeId] = []
         self._heater_ids: dict[str, ua.NodeId] = {}
+        self._cartridge_units: list[str] = []  # units whose CartridgeId follows the 3 per unit
         self._backoff_s = 0.0
         self._next_attempt = -math.inf
         self._last_failure = ""  # said again while backing off, so an alarm names the cause
@@ -144,7 +156,9 @@ class OpcUaBioreactor:
         try:
             if not self.security.insecure:
                 self.security.client_certificate()  # first start: made here, not in the timeout
-            read_ids, heater_ids = await asyncio.wait_for(self._open(client), self.timeout_s)
+            read_ids, heater_ids, cartridge_units = await asyncio.wait_for(
+                self._open(client), self.timeout_s
+            )
         except Exception as error:  # asyncua raises more than UaError; none may escape raw
             await _quietly_disconnect(client)
             self._back_off()
@@ -155,6 +169,7 @@ class OpcUaBioreactor:
         self._client = client
         self._read_ids = read_ids
         self._heater_ids = heater_ids
+        self._cartridge_units = cartridge_units
         self._backoff_s = 0.0
         self._next_attempt = -math.inf
         self.connects += 1
@@ -176,7 +191,9 @@ class OpcUaBioreactor:
                                f"{error.strerror}: {error.filename}")
         return DeviceError(f"bioreactor controller {self.endpoint}: {error!r}")
 
-    async def _open(self, client: Client) -> tuple[list[ua.NodeId], dict[str, ua.NodeId]]:
+    async def _open(
+        self, client: Client
+    ) -> tuple[list[ua.NodeId], dict[str, ua.NodeId], list[str]]:
         await self.security.apply(client, self.endpoint)
         await client.connect()
         ns = await client.get_namespace_index(self.namespace_uri)
@@ -189,7 +206,17 @@ class OpcUaBioreactor:
                 read_ids.append(child.nodeid)
                 if path is HEATER:
                     heater_ids[unit_id] = child.nodeid
-        return read_ids, heater_ids
+        cartridge_ids: list[ua.NodeId] = []
+        cartridge_units: list[str] = []
+        for unit_id, node_name in self.unit_nodes.items():
+            unit = client.get_node(ua.NodeId(node_name, ns))
+            try:
+                child = await unit.get_child([f"{ns}:{name}" for name in CARTRIDGE])
+            except ua.UaStatusCodeError:  # a controller that does not report cartridges
+                continue
+            cartridge_ids.append(child.nodeid)
+            cartridge_units.append(unit_id)
+        return read_ids + cartridge_ids, heater_ids, cartridge_units
 
     def _back_off(self) -> None:
         self._backoff_s = min(
@@ -215,9 +242,16 @@ class OpcUaBioreactor:
             await self._lose(error)
         readings: dict[str, BioreactorReading] = {}
         bad = []
+        first_cartridge = 3 * len(self.unit_nodes)
+        cartridges = {
+            unit: _as_text(values[first_cartridge + k])
+            for k, unit in enumerate(self._cartridge_units)
+        }
         for index, unit_id in enumerate(self.unit_nodes):
             temperature, volume, heater = (_as_float(v) for v in values[3 * index : 3 * index + 3])
-            readings[unit_id] = BioreactorReading(temperature, volume, heater)
+            readings[unit_id] = BioreactorReading(
+                temperature, volume, heater, cartridges.get(unit_id)
+            )
             if not readings[unit_id].good:
                 bad.append(unit_id)
         if bad:
@@ -272,6 +306,14 @@ def _as_float(value: ua.DataValue) -> float:
     if value.Value is None or not isinstance(value.Value.Value, int | float):
         return math.nan
     return float(value.Value.Value)
+
+
+def _as_text(value: ua.DataValue) -> str | None:
+    if value.StatusCode is not None and not value.StatusCode.is_good():
+        return None
+    if value.Value is None or not isinstance(value.Value.Value, str):
+        return None
+    return value.Value.Value
 
 
 async def _quietly_disconnect(client: Client, timeout_s: float = 1.0) -> None:

@@ -32,6 +32,7 @@ from protocols.loader import (
 )
 from protocols.model import (
     ON_TIMEOUT_CHOICES,
+    Confirm,
     DensityControl,
     Parameter,
     ParameterError,
@@ -67,6 +68,7 @@ __all__ = [
     "Command",
     "CommandRefused",
     "Comparison",
+    "Confirm",
     "DensityControl",
     "Expression",
     "ExpressionSyntaxError",

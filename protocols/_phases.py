@@ -14,7 +14,8 @@ from protocols.expressions import (
     check_expression,
     parse_expression,
 )
-from protocols.model import ON_TIMEOUT_CHOICES, DensityControl, Phase, Transfer
+from protocols.model import ON_TIMEOUT_CHOICES, DensityControl, Phase, Step, Transfer
+from protocols.operator_steps import read_confirm
 
 __all__ = ["PhaseReader"]
 
@@ -29,7 +30,7 @@ PHASE_KEYS = (
     "density_control",
 )
 PHASE_REQUIRED = ("name", "temperature")
-STEP_KINDS = ("transfer",)
+STEP_KINDS = ("transfer", "confirm")
 TRANSFER_KEYS = ("pump", "volume_ml", "volume", "rate_ml_min")
 TRANSFER_REQUIRED = ("pump", "rate_ml_min")
 DENSITY_KEYS = ("pump", "max_density", "max_volume_ml")
@@ -179,12 +180,12 @@ class PhaseReader:
 
     # ------------------------------------------------------------------------------ steps
 
-    def _steps(self, phase: CommentedMap) -> tuple[Transfer, ...]:
+    def _steps(self, phase: CommentedMap) -> tuple[Step, ...]:
         checker = self.checker
         seq = checker.sequence(phase["steps"], value_at(phase, "steps"), "steps")
         if seq is None:
             return ()
-        transfers: list[Transfer] = []
+        transfers: list[Step] = []
         for index, item in enumerate(seq):
             loc = item_at(seq, index)
             if not isinstance(item, CommentedMap):
@@ -221,6 +222,10 @@ class PhaseReader:
                 transfer = self._transfer(item["transfer"], value_at(item, "transfer"))
                 if transfer is not None:
                     transfers.append(transfer)
+            if "confirm" in item:
+                confirm = read_confirm(checker, item["confirm"], value_at(item, "confirm"))
+                if confirm is not None:
+                    transfers.append(confirm)
         return tuple(transfers)
 
     def _transfer(self, body: object, loc: Loc) -> Transfer | None:

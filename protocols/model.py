@@ -15,11 +15,13 @@ from protocols.expression_ast import Expression
 
 __all__ = [
     "ON_TIMEOUT_CHOICES",
+    "Confirm",
     "DensityControl",
     "Parameter",
     "ParameterError",
     "Phase",
     "Protocol",
+    "Step",
     "Transfer",
 ]
 
@@ -71,6 +73,21 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """An operator step (SPEC §12): the run waits until a person confirms `prompt`, giving a value
+    for each name in `record` (a lot number, a bag id), and, with `verify`, until a second,
+    different person verifies it. Manual work is part of the batch, so it is signed and recorded
+    like everything the instrument does by itself."""
+
+    prompt: str
+    record: tuple[str, ...] = ()
+    verify: bool = False
+
+
+Step = Transfer | Confirm
+
+
+@dataclass(frozen=True)
 class DensityControl:
     """Dilute with fresh medium to stay under `max_density` (a number or a parameter name)."""
 
@@ -88,8 +105,18 @@ class Phase:
     until_text: str | None = None
     timeout_s: float | None = None
     on_timeout: str = "hold"
-    steps: tuple[Transfer, ...] = ()
+    steps: tuple[Step, ...] = ()
     density_control: DensityControl | None = None
+
+    @property
+    def transfers(self) -> tuple[Transfer, ...]:
+        """The steps that move liquid (what needs pumps); operator steps move none."""
+        return tuple(step for step in self.steps if isinstance(step, Transfer))
+
+    @property
+    def operator_steps(self) -> tuple[tuple[int, Confirm], ...]:
+        """(index in `steps`, step) of every step that waits for people."""
+        return tuple((i, step) for i, step in enumerate(self.steps) if isinstance(step, Confirm))
 
     @property
     def ends_by_steps(self) -> bool:

@@ -133,6 +133,10 @@ class Devices:
         self.pump_buses: dict[str, PumpBus] = {}
         self.probe_buses: dict[str, ProbeBus] = {}
         self.units: dict[str, UnitDevices] = {}
+        # The cartridge each unit's controller reports installed (SPEC §12), None while unknown:
+        # read once at open (a Start may come before the first tick), then every tick by the
+        # control loop's cartridge check.
+        self.cartridges: dict[str, str | None] = {unit.unit_id: None for unit in config.units}
         for unit in config.units:
             pumps = {}
             for name, pump in unit.pumps.items():
@@ -159,16 +163,42 @@ class Devices:
         """Contact every device once; one that does not answer is logged, not fatal."""
         for bioreactor in self.bioreactors.values():
             _warn_if_insecure(bioreactor)
-            try:
-                await bioreactor.connect()
-            except DeviceError as error:
-                _log_unreachable(bioreactor, error)
+            await self._read_cartridges_of(bioreactor, connect_first=True)
         for bus in (*self.pump_buses.values(), *self.probe_buses.values()):
             try:
                 await bus.open()
             except (DeviceError, OSError) as error:
                 log.warning("serial bus unavailable", port=bus.port, error=str(error))
         await self.arm_pump_watchdogs()
+
+    async def read_cartridges(self) -> None:
+        """Read every controller's installed cartridges now, connecting afresh if needed: a
+        Start that checks its CartridgeId right after a first contact that failed (a loaded
+        machine at start-up) must not be refused for want of a reading the next try gives."""
+        for bioreactor in self.bioreactors.values():
+            await self._read_cartridges_of(bioreactor, connect_first=False)
+
+    async def _read_cartridges_of(self, bioreactor: OpcUaBioreactor, connect_first: bool) -> None:
+        """Contact one controller (afresh, or only if the session is gone) and note which
+        cartridges it reports; one that does not answer is logged, not fatal."""
+        try:
+            if connect_first:
+                await bioreactor.connect()
+            try:
+                readings = await bioreactor.read_units()
+            except DeviceError:
+                if connect_first:
+                    raise
+                await bioreactor.connect()
+                readings = await bioreactor.read_units()
+        except DeviceError as error:
+            _log_unreachable(bioreactor, error)
+        else:
+            self.cartridges.update({u: r.cartridge for u, r in readings.items()})
+
+    def installed_cartridge(self, unit: str) -> str | None:
+        """The id of the cartridge in `unit` as last read from its controller; None: unknown."""
+        return self.cartridges.get(unit)
 
     async def arm_pump_watchdogs(self) -> None:
         """Arm every pump's WDOG (SPEC §7) so that a pump stops by itself if the daemon dies.

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from drivers.clock import RealClock
 from simulators.bench_config import ConfigNotes, bench_ports, check_bench_args, daemon_view
+from simulators.cartridges import parse_assignments
 from simulators.faults import FaultFileInvalid, load_fault_file
 from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
 from simulators.physical_state import StateFile, StateFileInvalid, check_state_file
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of sensor noise")
     parser.add_argument(
         "--faults", type=Path, metavar="FILE", help="fault file (YAML, SPEC §1) to inject"
+    )
+    parser.add_argument(
+        "--cartridge", action="append", default=[], metavar="UNIT=ID",
+        help="the cartridge installed in UNIT, reported by the controller as CartridgeId "
+        "(default CRT-<unit>, e.g. CRT-U01); repeatable",
     )
     parser.add_argument(
         "--state",
@@ -173,6 +179,7 @@ async def serve(args: argparse.Namespace, daemon_config: DaemonConfigWriter | No
         allow_insecure=args.allow_insecure,
         opcua_host=args.listen,
         bench_ports=bench_ports(args),
+        cartridges=args.cartridges,
     )
     state_file = StateFile(instrument, args.state) if args.state else None
     if state_file is not None:
@@ -248,12 +255,16 @@ def main(argv: list[str] | None = None, daemon_config: DaemonConfigWriter | None
         return 2
     try:
         units = [unit_id_of(i) for i in range(args.units)]
+        args.cartridges = parse_assignments(args.cartridge, units)
         args.fault_list = load_fault_file(args.faults, units) if args.faults else []
         if args.state is not None:
             check_state_file(args.state, units)
     except (FaultFileInvalid, StateFileInvalid) as invalid:
         print(invalid, file=sys.stderr)
         return 1
+    except ValueError as invalid:  # a --cartridge assignment
+        print(f"error: {invalid}", file=sys.stderr)
+        return 2
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(args, daemon_config))

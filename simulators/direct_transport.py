@@ -52,6 +52,7 @@ class DirectBioreactor:
                     float(self.arrays.measured_temperature[i]),
                     float(self.arrays.volume_ml[i]),
                     float(self.arrays.heater_pct[i]),
+                    self.arrays.cartridges[i] if i < len(self.arrays.cartridges) else None,
                 )
             else:
                 readings[unit] = BioreactorReading(math.nan, math.nan, math.nan)

@@ -15,6 +15,9 @@ Choices a fault file does not spell out:
   density on the probe (the probe's own temperature channel is not disturbed by a bubble).
 * `pump_stall` / `cover_open` latch the alarm (the pump stops, CLEAR clears it); with a
   `duration` the cause persists that long and CLEAR is refused until it is gone.
+* `cartridge_swap` puts another cartridge id in the unit's controller (as if the cartridge had
+  been taken out and another clamped in; the liquid model is not touched); with a `duration` the
+  original id comes back when it ends.
 * `garbage` corrupts replies with a generator seeded from the instrument's seed, the bus and the
   fault's line, so the same file and seed corrupt the same frames.
 """
@@ -75,6 +78,14 @@ async def apply(instrument: VirtualInstrument, event: FaultEvent) -> None:
             float(fault.volume_ml or 0.0),
             float(fault.temperature if fault.temperature is not None else 4.0),
         )
+    elif kind == "cartridge_swap":
+        cartridges = instrument.arrays.cartridges
+        index = _unit(instrument, fault.unit)
+        if on:
+            instrument.cartridges_before[fault] = cartridges[index]
+            cartridges[index] = str(fault.cartridge)
+        elif fault in instrument.cartridges_before:
+            cartridges[index] = instrument.cartridges_before.pop(fault)
     elif kind == "ambient_step":
         column = instrument.plant_params[:, plant.AMBIENT_C]
         if on:

@@ -5,6 +5,7 @@ the instrument started) and, for faults that last, for how long (`duration`):
 
     - {at: 2h, fault: opcua_down, duration: 5m}
     - {at: 8h, fault: cold_bolus, unit: U01, volume_ml: 50, temperature: 4.0}
+    - {at: 9h, fault: cartridge_swap, unit: U02, cartridge: CRT-0099, duration: 10m}
 
 Every problem is reported at once as `FILE:LINE:COL: message`, like protocol validation, so an
 engineer fixes a file in one round trip and never sees a traceback.
@@ -29,6 +30,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from protocols.durations import parse_duration
+from simulators.cartridges import cartridge_problem
 
 BUSES = ("pumps", "probes")
 SENSORS = ("probe", "temperature")
@@ -50,6 +52,9 @@ _KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "cold_bolus": (frozenset({"unit", "volume_ml", "temperature"}), frozenset()),
     # Without `duration` the new ambient temperature stays.
     "ambient_step": (frozenset({"temperature"}), frozenset({"duration"})),
+    # Another cartridge in the unit (SPEC §12: the daemon must hold the run). With `duration`
+    # the original one is put back after it, which is how its recovery is tried.
+    "cartridge_swap": (frozenset({"unit", "cartridge"}), frozenset({"duration"})),
 }
 FAULT_KINDS = tuple(_KEYS)
 MAX_VOLUME_ML = 1000.0  # SPEC §1: a 1 L vessel
@@ -69,6 +74,7 @@ class Fault:
     rate: float | None = None
     volume_ml: float | None = None
     temperature: float | None = None
+    cartridge: str | None = None  # cartridge_swap: the id of the cartridge now installed
     line: int = 0
 
     def __post_init__(self) -> None:
@@ -258,6 +264,7 @@ def _read_fault(
         rate=values.get("rate"),
         volume_ml=values.get("volume_ml"),
         temperature=values.get("temperature"),
+        cartridge=values.get("cartridge"),
         line=where[0],
     )
 
@@ -276,6 +283,11 @@ def _read_value(
         if key == "duration" and seconds <= 0:
             checker.error(where, "duration must be positive")
         return seconds
+    if key == "cartridge":
+        problem = cartridge_problem(value)
+        if problem is not None:
+            checker.error(where, f"cartridge: {problem}")
+        return value
     choices = {"bus": BUSES, "pump": PUMPS, "sensor": SENSORS}.get(key)
     if key == "unit":
         choices = tuple(unit_ids) if unit_ids is not None else None

@@ -26,6 +26,7 @@ import numpy as np
 from firmware_stubs.probe import DensityProbeFirmware, ModbusRtuBusFirmware
 from firmware_stubs.pump import PumpBusFirmware, PumpFirmware
 from simulators import fault_effects, plant, probe_model
+from simulators.cartridges import installed
 from simulators.faults import Fault, FaultSchedule
 from simulators.opcua_bioreactor import (
     NAMESPACE_URI,
@@ -118,6 +119,7 @@ class VirtualInstrument:
         allow_insecure: bool = False,  # also offer SecurityPolicy None
         opcua_host: str = "127.0.0.1",  # the interface the controller listens on
         bench_ports: BenchPorts | None = None,  # existing serial devices for the buses
+        cartridges: dict[str, str] | None = None,  # unit -> its cartridge; default CRT-<unit>
     ) -> None:
         if units < 1:
             raise ValueError("a virtual instrument needs at least one unit")
@@ -144,7 +146,9 @@ class VirtualInstrument:
             heater_pct=np.zeros(units),
             stirrer_rpm=np.full(units, STIRRER_RPM),
             available=[True] * units,
+            cartridges=installed(self.unit_ids, cartridges),
         )
+        self.cartridges_before: dict[Fault, str] = {}  # to put back when a timed swap ends
         if pki_dir is None:  # removed with the instrument object
             self._pki_scratch = tempfile.TemporaryDirectory(prefix="sim-controller-pki-")
             pki_dir = Path(self._pki_scratch.name)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from drivers.opcua_pki import (
     ensure_certificate,
     own_paths,
 )
+from simulators.cartridges import installed
 
 NAMESPACE_URI = "urn:cellshuttle:sim-bioreactor"
 APPLICATION_URI = "urn:cellshuttle:sim-bioreactor-controller"
@@ -57,6 +58,7 @@ TEMPERATURE_PATH = ("FunctionSet", "Temperature", "SensorValue")
 HEATER_PATH = ("FunctionSet", "Heater", "Output")
 STIRRER_PATH = ("FunctionSet", "Stirrer", "CurrentValue")
 VOLUME_PATH = ("FunctionSet", "Volume", "SensorValue")
+CARTRIDGE_PATH = ("CartridgeId",)  # String: the installed single-use cartridge (SPEC §12)
 
 WriteCheck = Callable[[object], ua.StatusCode | None]
 
@@ -102,6 +104,9 @@ class ControllerArrays:
     heater_pct: np.ndarray
     stirrer_rpm: np.ndarray
     available: list[bool]  # False while a fault makes the controller unreachable for a unit
+    # The cartridge installed in each unit; empty: `CRT-<unit>` for every unit (filled by the
+    # server), changed in place by `shuttle-sim --cartridge` and the cartridge_swap fault.
+    cartridges: list[str] = field(default_factory=list)
 
 
 def free_loopback_port(host: str = "127.0.0.1") -> int:
@@ -155,6 +160,8 @@ class SimulatedBioreactorServer:
         self.trust_list = _ClientTrustList(pki_dir)
         self._server: Server | None = None
         self.suspended = False
+        if len(arrays.cartridges) != len(unit_ids):
+            arrays.cartridges[:] = installed(unit_ids)
 
     def own_certificate(self) -> OwnCertificate:
         """The controller's certificate and key, made on first use."""
@@ -234,11 +241,27 @@ class SimulatedBioreactorServer:
                     server.iserver.aspace.set_attribute_value_setter(
                         node.nodeid, ua.AttributeIds.Value, self._writer(source, index)
                     )
+            await self._add_cartridge(server, unit, unit_id, index, ns)
         server.iserver.attribute_service = _CheckedAttributeService(
             server.iserver.attribute_service, checks
         )
         await server.start()
         self._server = server
+
+    async def _add_cartridge(self, server: Server, unit: object, unit_id: str, index: int,
+                             ns: int) -> None:
+        """`<unit>/CartridgeId` (String), read-only, served from `arrays.cartridges`."""
+        node = await unit.add_variable(  # type: ignore[attr-defined]
+            ua.NodeId(f"{unit_id}.CartridgeId", ns), ua.QualifiedName(CARTRIDGE_PATH[0], ns),
+            ua.Variant("", ua.VariantType.String),
+        )
+
+        def read(_nodeid: ua.NodeId, _attr: ua.AttributeIds) -> ua.DataValue:
+            if not self.arrays.available[index]:
+                return ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadCommunicationError))
+            return ua.DataValue(ua.Variant(self.arrays.cartridges[index], ua.VariantType.String))
+
+        server.iserver.aspace.set_attribute_value_callback(node.nodeid, ua.AttributeIds.Value, read)
 
     def _reader(self, source: np.ndarray, index: int):
         def read(_nodeid: ua.NodeId, _attr: ua.AttributeIds) -> ua.DataValue:

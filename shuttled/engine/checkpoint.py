@@ -17,6 +17,7 @@ from typing import Any
 
 from protocols import ProtocolInvalid, load_protocol_text
 from protocols.state_machine import RunState
+from shuttled.engine.operator_steps import WaitingStep
 from shuttled.engine.transfer import TransferProgress
 from shuttled.engine.unit_run import UnitRun
 
@@ -46,6 +47,13 @@ def checkpoint_of(run: UnitRun) -> dict[str, Any]:
         "step_index": run.step_index,
         "transfer": asdict(run.transfer) if run.transfer else None,
         "delivered_ul": run.delivered_ul,
+        # Chain of identity (SPEC §12): a restarted daemon keeps the run bound to its batch and
+        # cartridge, so the cartridge check goes on; absent in checkpoints from before batches.
+        "batch_id": run.batch_id,
+        "cartridge_id": run.cartridge_id,
+        # An operator step waiting for people (and its confirmation so far): after kill -9 the
+        # run waits at the same step, and a given confirmation is not asked for again.
+        "operator_step": run.operator_step.to_json() if run.operator_step else None,
     }
 
 
@@ -77,6 +85,10 @@ def restore_run(data: dict[str, Any], now: float) -> UnitRun:
     transfer = data.get("transfer")
     run.transfer = TransferProgress(**transfer) if transfer else None
     run.delivered_ul = {k: float(v) for k, v in data.get("delivered_ul", {}).items()}
+    run.batch_id = data.get("batch_id")
+    run.cartridge_id = data.get("cartridge_id")
+    waiting = data.get("operator_step")
+    run.operator_step = WaitingStep.from_json(waiting) if waiting else None
     run.last_now = now
     if run.state in (RunState.RUNNING, RunState.RESTARTING, RunState.HOLDING, RunState.HELD):
         run.hold_after_restart(now, DAEMON_RESTARTED)

@@ -21,7 +21,7 @@ def check_protocol_fits_unit(protocol: Protocol, unit: UnitConfig) -> list[str]:
                 f"{where}: temperature {phase.temperature:g} °C is outside this unit's limits "
                 f"{limits.temperature_min:g}–{limits.temperature_max:g} °C"
             )
-        pumps = [(t.pump, t.rate_ml_min, t.volume_ml) for t in phase.steps]
+        pumps = [(t.pump, t.rate_ml_min, t.volume_ml) for t in phase.transfers]
         if phase.density_control is not None:
             control = phase.density_control
             pumps.append((control.pump, None, None))

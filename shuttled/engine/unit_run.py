@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from protocols.model import Phase, Protocol, Transfer
+from protocols.model import Confirm, Phase, Protocol, Transfer
 from protocols.state_machine import (
     ACTIVE_STATES,
     Command,
@@ -25,6 +25,7 @@ from protocols.state_machine import (
 )
 from shuttled.control.density_control import dilution_volume_ml
 from shuttled.engine.actions import Action, StopPump, UnitSnapshot
+from shuttled.engine.operator_steps import WaitingStep, wait_at
 from shuttled.engine.transfer import TransferProgress
 
 HEATER_OFF_REASON_PREFIX = "temperature"
@@ -63,10 +64,15 @@ class UnitRun:
     ended_at: float = math.nan
     step_index: int = 0
     transfer: TransferProgress | None = None
+    operator_step: WaitingStep | None = None  # a confirm step waiting for people (SPEC §12)
     last_now: float = math.nan
     events: list[RunEvent] = field(default_factory=list)
     delivered_ul: dict[str, float] = field(default_factory=dict)
     _volume_cap_reported: bool = False
+    # The chain of identity (SPEC §12): the patient's batch and the cartridge the run is bound
+    # to, set by Operations.start (None: an unbound run, outside GMP mode only).
+    batch_id: str | None = None
+    cartridge_id: str | None = None
 
     # --- queries -----
 
@@ -132,6 +138,7 @@ class UnitRun:
         if command == Command.RESET:
             self.phase_index = -1
             self.run_id = None
+            self.batch_id = self.cartridge_id = None
             self.hold_reason = ""
         self.state = new_state
 
@@ -179,7 +186,9 @@ class UnitRun:
             self._next_phase(snapshot.now, "steps done")
         return actions
 
-    def _advance_step(self, transfer: Transfer, snapshot: UnitSnapshot) -> list[Action]:
+    def _advance_step(self, transfer: Transfer | Confirm, snapshot: UnitSnapshot) -> list[Action]:
+        if isinstance(transfer, Confirm):  # an operator step: wait in RUNNING, move nothing
+            return wait_at(self, transfer, snapshot.now)
         if self.transfer is None:
             volume_ml = snapshot.volume_ml if transfer.is_all else transfer.volume_ml
             if volume_ml is None or math.isnan(volume_ml):
@@ -340,6 +349,7 @@ class UnitRun:
         self.step_index = 0
         self._volume_cap_reported = False
         self.transfer = None
+        self.operator_step = None
         assert self.protocol is not None
         phase = self.protocol.phases[index]
         self._record(now, "phase", self.state, f"phase {phase.name} at {phase.temperature:.1f} °C")

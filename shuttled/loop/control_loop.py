@@ -36,6 +36,7 @@ from shuttled.engine.actions import Action, Dispense, StopPump, UnitSnapshot
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.statistics import RunStatistics
 from shuttled.engine.unit_run import UnitRun
+from shuttled.loop.cartridge_check import CartridgeCheck
 from shuttled.loop.device_loss import DeviceKey, DeviceWatch
 from shuttled.loop.probe_polling import ProbePoller
 from shuttled.loop.pump_polling import PumpPoller
@@ -125,6 +126,7 @@ class ControlLoop:
             devices, self.unit_ids, runs, self.watch, watchdog_ms(config.control_period_s),
             self._raise_alarm, self._clear_alarm,
         )  # fmt: skip
+        self.cartridges = CartridgeCheck(devices, runs, self._raise_alarm, self._clear_alarm)
         self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
         self._sensor_unusable_since: dict[str, float] = {}  # unit -> when its reading went bad
@@ -191,6 +193,7 @@ class ControlLoop:
         )
         self._device_losses(now)
         self.last_readings = readings
+        self.cartridges.check(now, readings)  # a swapped cartridge holds before the engine steps
         self._load_measurements(readings, probes)
         safety.temperature_tick(self.temperature.block, dt)
         estimator.growth_estimator(

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from drivers.interfaces import PumpStatus
+from protocols.model import Transfer
 from protocols.state_machine import RunState
 from shuttled.devices import Devices
 from shuttled.engine.actions import PumpView
@@ -32,7 +33,8 @@ def watched_pumps(run: UnitRun) -> set[str]:
         return {run.transfer.pump}
     phase = run.phase
     if run.state == RunState.RUNNING and phase is not None and run.step_index < len(phase.steps):
-        return {phase.steps[run.step_index].pump}
+        step = phase.steps[run.step_index]
+        return {step.pump} if isinstance(step, Transfer) else set()  # an operator step: none
     return set()
 
 

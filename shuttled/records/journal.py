@@ -87,6 +87,9 @@ CREATE TABLE IF NOT EXISTS telemetry (
 );
 CREATE INDEX IF NOT EXISTS telemetry_run ON telemetry (run_id, at);
 """
+# Chain of identity (SPEC §12): the batch (patient) and the cartridge a run is bound to; NULL
+# for a run started without them (outside GMP mode) and for runs of journals from before them.
+RUN_BATCH_COLUMNS = (("batch_id", "TEXT"), ("cartridge_id", "TEXT"))
 TELEMETRY_COLUMNS = (
     "run_id", "unit", "at", "state", "phase", "temperature", "target", "heater", "density",
     "growth_rate", "volume_ml", "alarms", "pumps",
@@ -102,9 +105,18 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")  # a committed transition survives power loss
         self._db.executescript(SCHEMA)
         self._db.executescript(TELEMETRY_SCHEMA)
+        self._add_missing_columns("runs", RUN_BATCH_COLUMNS)
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+        """Bring a journal written by an older daemon up to date in place: new columns are
+        added empty (NULL), so its old runs read as runs without them."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @contextlib.contextmanager
     def _transaction(self, durable: bool = True) -> Iterator[None]:
@@ -142,13 +154,24 @@ class Journal:
         text: str,
         parameters: dict[str, float],
         at: float,
+        batch_id: str | None = None,
+        cartridge_id: str | None = None,
     ) -> None:
         with self._db:
             self._db.execute(
                 "INSERT INTO runs (run_id, unit, number, protocol_identity, protocol_text,"
-                " parameters, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, unit, number, identity, text, json.dumps(parameters, sort_keys=True), at),
+                " parameters, started_at, batch_id, cartridge_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, unit, number, identity, text, json.dumps(parameters, sort_keys=True), at,
+                 batch_id, cartridge_id),
             )
+
+    def run_batch(self, run_id: str) -> tuple[str | None, str | None]:
+        """(batch id, cartridge id) a run was bound to at Start; (None, None) if unbound."""
+        row = self._db.execute(
+            "SELECT batch_id, cartridge_id FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def append_events(self, run_id: str, unit: str, events: Iterable[JournaledEvent]) -> None:
         rows = [(run_id, unit, e.at, e.kind, e.state.value, e.detail, e.user) for e in events]

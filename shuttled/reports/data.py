@@ -18,8 +18,11 @@ from typing import Any
 
 from protocols import ProtocolInvalid, load_protocol_text
 from protocols.model import Protocol
+from shuttled.records.alarm_journal import alarm_events_of_run
 from shuttled.records.audit import AuditRecord, read_journal
 from shuttled.records.journal import TELEMETRY_COLUMNS
+from shuttled.records.protocol_library import read_entry
+from shuttled.records.signatures import Signature, canonical_sha256, read_signatures
 from shuttled.reports.audit_anchor import AnchorSummary, latest_anchor
 
 PHASE_EVENT = re.compile(r"^phase (?P<name>\S+) at ")
@@ -78,6 +81,21 @@ class ReportData:
     alarms: list[AlarmRecord] = field(default_factory=list)
     phases: list[tuple[str, float, float]] = field(default_factory=list)  # name, start, end
     anchor: AnchorSummary | None = None  # the audit trail's latest signed anchor
+    # Every alarm transition of the run (SPEC §13): raised, acknowledged by whom with which
+    # comment, shelved, cleared — from the journal's alarm_events, oldest first.
+    alarm_lifecycle: list[dict[str, Any]] = field(default_factory=list)
+    # The protocol's signatures (SPEC §12: authored, approved, ...), checked against the text as
+    # run, and its lifecycle state in the library now ("" where the journal has no library).
+    approvals: list[Signature] = field(default_factory=list)
+    protocol_state: str = ""
+    # Chain of identity (SPEC §12): the batch and cartridge the run was bound to at Start; None
+    # for an unbound run or a journal from before batches.
+    batch: str | None = None
+    cartridge: str | None = None
+
+    @property
+    def run_text_sha256(self) -> str:
+        return canonical_sha256(self.protocol_text)
 
     def hours(self, at: float) -> float:
         """Process time as hours since the run started (the plots' x axis)."""
@@ -116,6 +134,8 @@ def load_report_data(journal: Path, run_id: str) -> ReportData:
             hint = f" (runs: {', '.join(known[-5:])})" if known else " (it holds no runs)"
             raise ReportUnavailable(f"no run {run_id!r} in {journal}{hint}")
         unit, identity, text, parameters, started_at, final_state = run[0]
+        bound = _rows(db, "SELECT batch_id, cartridge_id FROM runs WHERE run_id = ?", (run_id,))
+        batch, cartridge = bound[0] if bound else (None, None)
         events = [
             Event(*row)
             for row in _rows(
@@ -155,10 +175,16 @@ def load_report_data(journal: Path, run_id: str) -> ReportData:
         telemetry=telemetry,
         audit=run_audit_records(read_journal(journal), unit, run_id, identity),
         anchor=latest_anchor(journal),
+        batch=batch,
+        cartridge=cartridge,
     )
     data.phases = _phases(events, data.ended_at)
     data.transfers = _transfers(events)
     data.alarms = _alarms(events, telemetry, data.ended_at)
+    data.alarm_lifecycle = alarm_events_of_run(journal, run_id)
+    data.approvals = read_signatures(journal, "protocol", identity)
+    entry = read_entry(journal, identity)
+    data.protocol_state = entry.state if entry is not None else ""
     return data
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
+from protocols.model import Transfer
 from shuttled import __version__
 from shuttled.reports.data import ReportData, load_report_data
 from shuttled.reports.svg import Band, Chart, Marker, Series, render_chart
@@ -221,7 +222,8 @@ def _protocol_section(data: ReportData) -> str:
                 ends.append(f"timeout {phase.timeout_s / 3600:g} h → {phase.on_timeout}")
             steps = "; ".join(
                 f"{s.pump} {'all' if s.is_all else f'{s.volume_ml:g} mL'} "
-                f"at {s.rate_ml_min:g} mL/min"
+                f"at {s.rate_ml_min:g} mL/min" if isinstance(s, Transfer)
+                else f"operator: {s.prompt}" + (" (verified)" if s.verify else "")
                 for s in phase.steps
             )
             if phase.density_control is not None:
@@ -246,6 +248,7 @@ def _protocol_section(data: ReportData) -> str:
         ])
     return (
         f'<p><b class="mono">{escape(data.identity)}</b> — {description}</p>'
+        + _approvals(data)
         + _table(["phase", "temperature", "ends", "steps"], rows, "no phases")
         + "<h3>Parameters used</h3>"
         + _table(["parameter", "value", "default", "bounds", "unit", ""], params,
@@ -253,6 +256,20 @@ def _protocol_section(data: ReportData) -> str:
         + "<details><summary>Protocol text as run</summary>"
         + f"<pre>{escape(data.protocol_text)}</pre></details>"
     )
+
+
+def _approvals(data: ReportData) -> str:
+    """Who authored and approved the protocol (SPEC §12), each signature checked against the
+    text this run used: a signature over other content shows as broken, never as signed."""
+    state = f" · library state now: <b>{escape(data.protocol_state)}</b>" if (
+        data.protocol_state) else ""
+    if not data.approvals:
+        return f'<p class="sub">Signatures: none (the protocol was not approved){state}</p>'
+    current = data.run_text_sha256
+    items = "".join(
+        f'<li class="{"refused" if s.status(current) == "broken" else ""}">'
+        f"{escape(s.line(current))}</li>" for s in data.approvals)
+    return f"<h3>Signatures{state}</h3><ul>{items}</ul>"
 
 
 def _transfers_table(data: ReportData) -> str:
@@ -284,7 +301,16 @@ def _alarms_table(data: ReportData) -> str:
          _td(a.detail)]
         for a in data.alarms
     ]
-    return _table(["alarm", "raised", "cleared", "detail"], rows, "no alarms during this run")
+    table = _table(["alarm", "raised", "cleared", "detail"], rows, "no alarms during this run")
+    if not data.alarm_lifecycle:
+        return table
+    lifecycle = [
+        [_td(_when(e["at"], data)), _td(e["name"]), _td(str(e["severity"])),
+         _td(e["kind"].replace("_", " ")), _td(e["state"]), _td(e["user"]), _td(e["comment"])]
+        for e in data.alarm_lifecycle
+    ]
+    return table + _table(["when", "alarm", "severity", "transition", "state", "by", "comment"],
+                          lifecycle, "")
 
 
 def _audit_table(data: ReportData) -> str:
@@ -335,8 +361,10 @@ def render_report(data: ReportData) -> str:
 <title>Run report {escape(data.run_id)}</title><style>{CSS}</style></head>
 <body>
 <h1>Run report {escape(data.run_id)} {_badge(data.final_state)}</h1>
-<p class="sub">Unit {escape(data.unit)} · protocol <span class="mono">{escape(data.identity)}</span>
-· started {escape(started)} · {len(data.telemetry)} history samples</p>
+<p class="sub">Batch <span class="mono">{escape(data.batch or "none bound")}</span> · cartridge
+<span class="mono">{escape(data.cartridge or "not checked")}</span> · unit {escape(data.unit)}
+· protocol <span class="mono">{escape(data.identity)}</span> · started {escape(started)}
+· {len(data.telemetry)} history samples</p>
 {body}
 <footer>Made by shuttled {__version__} on {generated} from the journal's records alone (run,
 events, telemetry history, audit trail). Times are hours of process time since the run started.

@@ -45,6 +45,7 @@ def test_the_remaining_kinds_parse_too() -> None:
         "- {at: 1m, fault: sensor_nan, unit: U01, duration: 1m, sensor: probe}\n"
         "- {at: 1m, fault: sensor_spike, unit: U01, duration: 30s}\n"
         "- {at: 1m, fault: cover_open, unit: U01, pump: harvest, duration: 10m}\n"
+        "- {at: 1m, fault: cartridge_swap, unit: U01, cartridge: CRT-0099}\n"
     )
     kinds = {f.kind for f in load_fault_text(text)} | {
         f.kind for f in load_fault_text(SPEC_EXAMPLE)

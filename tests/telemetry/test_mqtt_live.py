@@ -9,7 +9,7 @@ from mqtt_rig import ROOT, telemetry_of
 DEMO = ROOT / "protocols" / "library" / "demo.yaml"
 TELEMETRY_KEYS = {
     "ts", "seq", "temperature", "temperature_target", "heater", "density", "growth_rate",
-    "volume_ml", "quality", "historical",
+    "volume_ml", "quality", "historical", "batch",
 }
 
 
