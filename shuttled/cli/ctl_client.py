@@ -11,25 +11,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
-from asyncua.crypto.security_policies import (
-    SecurityPolicyAes256Sha256RsaPss,
-    SecurityPolicyBasic256Sha256,
-)
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from shuttled.cli.common import EXIT_REFUSED, EXIT_UNREACHABLE
-from shuttled.operator_server.address_space import NAMESPACE_URI
-from shuttled.operator_server.pki import ensure_certificate
+from shuttled.client import opcua as client_session
+from shuttled.client.opcua import TIMEOUT_S, ClientError, Connection
 
 DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:4840/shuttled"
-TIMEOUT_S = 10.0
-PREFERRED = (SecurityPolicyBasic256Sha256, SecurityPolicyAes256Sha256RsaPss)
+# shuttlectl's session is the one every client of the daemon opens (shuttled/client/opcua.py).
+Session = Connection
 
 
 class CtlError(Exception):
@@ -64,27 +58,8 @@ def read_credentials(user: str | None, password_file: Path | None) -> tuple[str 
     return user, line
 
 
-@dataclass
-class Session:
-    client: Client
-    ns: int
-    instrument: Node
-    units: dict[str, Node]
-    policy: str
-
-
 def _status_message(error: UaStatusCodeError) -> str:
     return ua.StatusCode(error.code).name
-
-
-async def _choose_endpoint(client: Client) -> ua.EndpointDescription | None:
-    endpoints = await client.connect_and_get_server_endpoints()
-    for policy in PREFERRED:
-        for endpoint in endpoints:
-            if (endpoint.SecurityPolicyUri == policy.URI
-                    and endpoint.SecurityMode == ua.MessageSecurityMode.SignAndEncrypt):
-                return endpoint
-    return None
 
 
 def _der_of(path: Path) -> bytes:
@@ -136,22 +111,13 @@ async def open_session(
         client.set_password(password or "")
     certificate_path: Path | None = None
     try:
-        chosen = await _choose_endpoint(client)
+        chosen = await client_session.choose_endpoint(client)
         if server_cert is not None:
             check_server_certificate(chosen, server_cert)
         policy_name = "None"
         if chosen is not None:
-            policy = next(p for p in PREFERRED if chosen.SecurityPolicyUri == p.URI)
-            uri = f"urn:cellshuttle:shuttlectl:{socket.gethostname()}"
-            client.application_uri = uri
-            own = ensure_certificate(pki_dir or default_pki_dir(), uri, "shuttlectl", server=False)
-            certificate_path = own.certificate
-            await client.set_security(
-                policy, str(own.certificate), str(own.private_key),
-                server_certificate=chosen.ServerCertificate,
-                mode=ua.MessageSecurityMode.SignAndEncrypt,
-            )
-            policy_name = policy.URI.rsplit("#", 1)[-1]
+            policy_name, certificate_path = await client_session.secure(
+                client, chosen, pki_dir or default_pki_dir(), "shuttlectl")
         await client.connect()
     except (OSError, TimeoutError) as error:
         raise CtlError(f"cannot reach the daemon at {endpoint}: {error or 'timed out'}",
@@ -162,7 +128,7 @@ async def open_session(
         raise CtlError(f"cannot talk to the daemon at {endpoint}: {error}",
                        EXIT_UNREACHABLE) from None
     try:
-        return await _locate(client, policy_name)
+        return await client_session.locate_instrument(client, policy_name, user or "")
     except (UaError, OSError, TimeoutError) as error:
         await client.disconnect()
         raise CtlError(f"{endpoint} is not a shuttled operator server: {error}") from None
@@ -180,36 +146,13 @@ def _sign_in_refusal(error: UaStatusCodeError, user: str | None, cert: Path | No
     return f"the daemon refused the session: {_status_message(error)}"
 
 
-async def _locate(client: Client, policy: str) -> Session:
-    ns = await client.get_namespace_index(NAMESPACE_URI)
-    device_set = await client.nodes.objects.get_child(f"{ns}:DeviceSet")
-    instruments = await device_set.get_children()
-    if not instruments:
-        raise UaError("no instrument under DeviceSet")
-    instrument = instruments[0]
-    unit_set = await instrument.get_child(f"{ns}:FunctionalUnitSet")
-    units = {}
-    for node in await unit_set.get_children():
-        units[(await node.read_browse_name()).Name] = node
-    return Session(client, ns, instrument, units, policy)
-
-
 async def call(session: Session, target: Node, method: str, args: list[ua.Variant]) -> list[Any]:
     """Call a method; CtlError with the server's one-line reason when it is refused."""
-    method_node = await target.get_child(f"{session.ns}:{method}")
-    request = ua.CallMethodRequest(
-        ObjectId=target.nodeid, MethodId=method_node.nodeid, InputArguments=args
-    )
     try:
-        result = (await session.client.uaclient.call([request]))[0]
-    except UaStatusCodeError as error:
-        raise CtlError(f"{method} refused: {_status_message(error)}") from None
-    if not result.StatusCode.is_good():
-        reasons = [d.AdditionalInfo for d in result.InputArgumentDiagnosticInfos or []
-                   if d and d.AdditionalInfo]
-        reason = reasons[0] if reasons else "no reason given"
-        raise CtlError(f"{method} refused: {reason} ({result.StatusCode.name})")
-    return [v.Value for v in result.OutputArguments or []]
+        return await client_session.call(session, target, method, args)
+    except ClientError as error:
+        raise CtlError(error.message, EXIT_UNREACHABLE if error.unreachable else EXIT_REFUSED
+                       ) from None
 
 
 def unit_of(session: Session, unit: str) -> Node:
@@ -222,24 +165,4 @@ def unit_of(session: Session, unit: str) -> Node:
 async def read_paths(session: Session, start: Node, paths: list[tuple[str, ...]]) -> list[Any]:
     """Values at browse paths below `start`, in one TranslateBrowsePaths and one Read request;
     None where a path does not exist."""
-    hierarchical = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-    browse_paths = []
-    for path in paths:
-        elements = [
-            ua.RelativePathElement(
-                ReferenceTypeId=hierarchical, IsInverse=False, IncludeSubtypes=True,
-                TargetName=ua.QualifiedName(name, session.ns),
-            )
-            for name in path
-        ]
-        browse_paths.append(ua.BrowsePath(StartingNode=start.nodeid,
-                                          RelativePath=ua.RelativePath(Elements=elements)))
-    found = await session.client.uaclient.translate_browsepaths_to_nodeids(browse_paths)
-    ids = [
-        ua.NodeId(r.Targets[0].TargetId.Identifier, r.Targets[0].TargetId.NamespaceIndex)
-        if r.StatusCode.is_good() and r.Targets else None
-        for r in found
-    ]
-    present = [session.client.get_node(i) for i in ids if i is not None]
-    values = iter(await session.client.read_values(present) if present else [])
-    return [next(values) if i is not None else None for i in ids]
+    return await client_session.read_paths(session, start, paths)
