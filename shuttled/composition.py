@@ -25,16 +25,21 @@ import structlog
 from drivers.clock import Clock
 from drivers.interfaces import DeviceError
 from drivers.transports import Transports
+from shuttled.alarms import AlarmBook
 from shuttled.config import DaemonConfig
 from shuttled.control.kernel_warm_up import warm_cached_kernels
 from shuttled.devices import Devices
 from shuttled.engine.checkpoint import CheckpointError, restore_run
 from shuttled.engine.operations import Operations
 from shuttled.engine.persistence import RunPersistence
+from shuttled.engine.protocol_approval import ProtocolApprovals
 from shuttled.engine.unit_run import UnitRun
 from shuttled.loop.control_loop import ControlLoop
+from shuttled.records.account_locks import AccountLocks
 from shuttled.records.audit import AuditTrail
 from shuttled.records.journal import Journal
+from shuttled.records.protocol_library import ProtocolLibrary
+from shuttled.records.signatures import SignatureBook
 from shuttled.reports.history import TelemetryRecorder
 
 if TYPE_CHECKING:
@@ -78,17 +83,26 @@ class Daemon:
         self.control = ControlLoop(
             config, self.devices, self.runs, clock, self.journal, self.persistence
         )
-        self.operations = Operations(config, self.runs, self.journal, clock, self.persistence)
+        # The audit trail exists where operators can act (the operator interface); start()
+        # attaches its signed anchors (attach_audit_anchors). So do the signatures, the
+        # protocol library with its lifecycle and the account lockout (SPEC §12).
+        self.audit: AuditTrail | None = None
+        self.gmp_records: GmpRecords | None = None
+        if config.operator is not None:
+            self.audit = AuditTrail(self.journal.path)
+            self.gmp_records = GmpRecords(self.journal.path, self.audit, config.gmp)
+        self.operations = Operations(
+            config, self.runs, self.journal, clock, self.persistence,
+            self.gmp_records.approvals if self.gmp_records is not None else None,
+        )
+        self.operations.installed_cartridge = self.devices.installed_cartridge  # SPEC §12
         self.history = TelemetryRecorder(self.journal)  # what run reports plot
         self.operator: OperatorServer | None = None
-        # The audit trail exists where operators can act (the operator interface); start()
-        # attaches its signed anchors (attach_audit_anchors).
-        self.audit: AuditTrail | None = None
         if config.operator is not None:
             from shuttled.operator_server import OperatorServer
             from shuttled.operator_server.standard_nodes import cache_file
 
-            self.audit = AuditTrail(self.journal.path)
+            assert self.gmp_records is not None
             self.operator = OperatorServer(
                 config,
                 self.operations,
@@ -96,6 +110,8 @@ class Daemon:
                 clock,
                 audit=self.audit,
                 standard_nodes_cache=standard_nodes_cache or cache_file(config.data_dir),
+                approvals=self.gmp_records.approvals,
+                locks=self.gmp_records.locks,
             )
         self.telemetry: Telemetry | None = None
         if config.mqtt is not None:  # aiomqtt is imported only when a broker is configured
@@ -109,6 +125,13 @@ class Daemon:
                 clock.now,
                 clock.to_epoch,
             )
+        # The alarm model (SPEC §13): fed by the control loop after every tick, shown over OPC UA
+        # (Alarms & Conditions) and MQTT; its transitions are audited where operators can act.
+        self.alarms = AlarmBook(self.journal.path, clock, config.alarms.max_shelve_s, self.audit)
+        if self.operator is not None:
+            self.operator.alarm_book = self.alarms
+        if self.telemetry is not None:
+            self.telemetry.attach_alarms(self.alarms)
         self._started = False
 
     async def start(self) -> None:
@@ -144,6 +167,9 @@ class Daemon:
         watchers = list(observers or [])
 
         def after_tick() -> None:
+            self.alarms.sync(self.clock.now(), self.control.alarms, {
+                unit: (run.state.value, run.run_id) for unit, run in self.runs.items()
+            })
             self.history.on_tick(self.control)
             if self.operator is not None:
                 self.operator.request_refresh()
@@ -178,9 +204,26 @@ class Daemon:
                 self.persistence.persist(list(self.runs.values()), self.clock.now(), force=True)
         finally:
             await self.devices.close()
+            if self.gmp_records is not None:
+                self.gmp_records.close()
             if self.audit is not None:
                 self.audit.close()
+            self.alarms.close()
             self.journal.close()
+
+
+class GmpRecords:
+    """The records behind signatures (SPEC §12), each on its own connection to the journal."""
+
+    def __init__(self, journal_path: Path, audit: AuditTrail, gmp: bool) -> None:
+        self.library = ProtocolLibrary(journal_path)
+        self.signatures = SignatureBook(journal_path, audit)
+        self.locks = AccountLocks(journal_path)
+        self.approvals = ProtocolApprovals(self.library, self.signatures, gmp)
+
+    def close(self) -> None:
+        for part in (self.library, self.signatures, self.locks):
+            part.close()
 
 
 def runs_from_journal(journal: Journal, config: DaemonConfig, now: float) -> dict[str, UnitRun]:

@@ -107,6 +107,13 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class AlarmsConfig:
+    """The alarm lifecycle's settings (SPEC §13, `[alarms]`)."""
+
+    max_shelve_s: float = 8 * 3600.0  # the longest a supervisor may shelve an alarm
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     instrument_id: str
     data_dir: Path
@@ -120,3 +127,7 @@ class DaemonConfig:
     device_loss_hold_s: float = 60.0
     device_timeout_s: float = 1.0
     mqtt: MqttConfig | None = None
+    # GMP mode (SPEC §12): Start takes only approved protocols. The example service configuration
+    # has it; `shuttled simulate` only with --gmp.
+    gmp: bool = False
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)

@@ -35,6 +35,14 @@ def parameter_assignment(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"value of {name!r} is not a number: {value!r}") from None
 
 
+def text_assignment(text: str) -> tuple[str, str]:
+    """`k=v` with a text value: `shuttlectl confirm --value lot=ML-123`, `simulate --confirm`."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
 MAX_SPEED = float("inf")
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from protocols import validate_files
-from shuttled.cli import ctl_analyze, ctl_online, ctl_users
+from shuttled.cli import ctl_alarms, ctl_analyze, ctl_online, ctl_protocol, ctl_users
 from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, add_version
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_analyze.add_parser(commands)
     ctl_online.add_parsers(commands)
     ctl_users.add_parser(commands)
+    ctl_alarms.add_parsers(commands)
     return parser
 
 
@@ -61,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "analyze":
         return ctl_analyze.run(args)
     if args.command == "user":
+        if ctl_users.is_online(args):
+            return ctl_online.run(args)
         return ctl_users.run(args)
+    if args.command == "site-key":
+        return ctl_protocol.run_site_key(args)
+    if args.command in ctl_alarms.COMMANDS:
+        return ctl_alarms.run(args)
     if args.command in ctl_online.ONLINE:
         return ctl_online.run(args)
     return EXIT_REFUSED  # pragma: no cover - argparse requires a known command

@@ -68,6 +68,7 @@ def _print(result) -> None:
         end = "-" if phase.end_h is None else f"{phase.end_h:.1f} h"
         table.add_row(phase.name, f"{phase.start_h:.1f} h", end, phase.ended_by)
     console.print(table)
+    _print_operator_steps(console, result.operator_steps)
     console.print(
         f"final state {result.final_state} after {result.duration_h:.1f} h "
         f"({result.duration_h / 24:.1f} d); peak volume {result.peak_volume_ml:.0f} mL; "
@@ -78,3 +79,18 @@ def _print(result) -> None:
         console.print(f"[red]violation:[/] {violation}")
     if not result.violations:
         console.print("[green]no limit violated[/]")
+
+
+def _print_operator_steps(console: Console, steps: list[dict]) -> None:
+    """Where the run will wait for people (SPEC §12); the twin answered at once, people will not."""
+    if not steps:
+        return
+    table = Table(title="operator steps: the run waits for people here")
+    for column in ("at", "phase", "prompt", "records", "2nd person verifies"):
+        table.add_column(column)
+    for step in steps:
+        table.add_row(f"{step['at_h']:.1f} h", step["phase"], step["prompt"],
+                      ", ".join(step["record"]) or "-", "yes" if step["verify"] else "no")
+    console.print(table)
+    console.print(f"{len(steps)} operator step(s), answered by the twin at once (auto); the "
+                  "time people take adds to the duration")

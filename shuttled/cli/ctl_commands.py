@@ -33,6 +33,8 @@ STATUS_PATHS: dict[str, tuple[str, ...]] = {
     "protocol": ("ProgramManager", "ActiveProgram", "ProgramTemplateId"),
     "step": ("ProgramManager", "ActiveProgram", "CurrentStepName"),
     "run_id": ("ProgramManager", "ActiveProgram", "DeviceProgramRunId"),
+    "batch": ("ProgramManager", "ActiveProgram", "BatchId"),
+    "cartridge": ("ProgramManager", "ActiveProgram", "CartridgeId"),
     "runtime_s": ("ProgramManager", "ActiveProgram", "CurrentRuntime"),
     "remaining_s": ("ProgramManager", "ActiveProgram", "EstimatedRemaining"),
 }
@@ -100,17 +102,19 @@ async def list_runs(session: Session) -> list[dict[str, Any]]:
         )
         for result in await result_set.get_children():
             run_id = (await result.read_browse_name()).Name
-            state, protocol, parameters, runtime = await read_paths(
+            state, protocol, parameters, runtime, batch = await read_paths(
                 session, result,
-                [("State",), ("ProgramTemplateId",), ("Parameters",), ("Runtime",)],
+                [("State",), ("ProgramTemplateId",), ("Parameters",), ("Runtime",),
+                 ("BatchId",)],
             )
             runs.append({"run_id": run_id, "unit": unit, "state": state, "protocol": protocol,
-                         "parameters": json.loads(parameters or "{}"),
+                         "batch": batch or None, "parameters": json.loads(parameters or "{}"),
                          "runtime_s": _clean(runtime), "active": False})
     for row in await unit_status(session):
         if row["run_id"]:
             runs.append({"run_id": row["run_id"], "unit": row["unit"], "state": row["state"],
-                         "protocol": row["protocol"], "parameters": None,
+                         "protocol": row["protocol"], "batch": row["batch"] or None,
+                         "parameters": None,
                          "runtime_s": row["runtime_s"], "active": True})
     return runs
 
@@ -156,10 +160,33 @@ async def cmd_load(session: Session, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_signing_options(parser: argparse.ArgumentParser) -> None:
+    """Start and Abort sign `performed` in GMP mode (SPEC §12): with --sign (the password is
+    asked on the terminal) or --sign-password-file F (scripts)."""
+    parser.add_argument("--sign", action="store_true",
+                        help="sign 'performed' (required in GMP mode); asks for the password")
+    parser.add_argument("--sign-password-file", type=Path, metavar="F",
+                        help="sign with the password on F's first line (implies --sign)")
+    parser.add_argument("--comment", default="", help="a comment on the signature")
+
+
+def performed_signature(args: argparse.Namespace) -> str | None:
+    """The Signature argument, or None when the command is not to be signed."""
+    if not (args.sign or args.sign_password_file is not None):
+        return None
+    from shuttled.cli.ctl_protocol import signing_password
+
+    password = signing_password(args, getattr(args, "user", None))
+    return json.dumps({"meaning": "performed", "password": password, "comment": args.comment})
+
+
 async def cmd_start(session: Session, args: argparse.Namespace) -> int:
     parameters = json.dumps(dict(args.param))
-    (run_id,) = await call(session, unit_of(session, args.unit), "Start",
-                           [_s(args.protocol or ""), _s(parameters), _s(args.reason)])
+    inputs = [_s(args.protocol or ""), _s(parameters), _s(args.reason)]
+    signature = performed_signature(args)
+    if args.batch or args.cartridge or signature is not None:  # else SPEC §5's three inputs
+        inputs += [_s(args.batch or ""), _s(args.cartridge or ""), _s(signature or "")]
+    (run_id,) = await call(session, unit_of(session, args.unit), "Start", inputs)
     if args.json:
         _print_json({"unit": args.unit, "run_id": run_id})
     else:
@@ -169,12 +196,23 @@ async def cmd_start(session: Session, args: argparse.Namespace) -> int:
 
 async def cmd_command(session: Session, args: argparse.Namespace) -> int:
     method = args.command.capitalize()
-    await call(session, unit_of(session, args.unit), method, [_s(args.reason)])
+    inputs = [_s(args.reason)]
+    if method == "Abort" and (signature := performed_signature(args)) is not None:
+        inputs.append(_s(signature))
+    await call(session, unit_of(session, args.unit), method, inputs)
     (state,) = await read_paths(session, unit_of(session, args.unit), [("State",)])
     if args.json:
         _print_json({"unit": args.unit, "command": method, "state": state})
     else:
         print(f"{args.unit}: {method} accepted, state {state}")
+    return EXIT_OK
+
+
+async def unlock_user(session: Session, args: argparse.Namespace) -> int:
+    """`shuttlectl user unlock NAME` as a supervisor signed in to the daemon (SPEC §12)."""
+    users = await session.instrument.get_child(f"{session.ns}:Users")
+    await call(session, users, "UnlockUser", [_s(args.name), _s(args.reason)])
+    print(f"unlocked {args.name}")
     return EXIT_OK
 
 

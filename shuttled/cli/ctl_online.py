@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from shuttled.cli import ctl_audit
+from shuttled.cli import ctl_audit, ctl_protocol, ctl_record, ctl_steps
 from shuttled.cli import ctl_commands as commands
 from shuttled.cli.common import EXIT_UNREACHABLE, fail, parameter_assignment
 from shuttled.cli.ctl_client import (
@@ -20,7 +20,7 @@ from shuttled.cli.ctl_client import (
 )
 
 ONLINE = {"status", "runs", "load", "start", "hold", "restart", "stop", "abort", "reset", "audit",
-          "report"}
+          "report", "protocol", "record", *ctl_steps.COMMANDS}
 STATE_COMMANDS = ("hold", "restart", "stop", "abort", "reset")
 
 
@@ -64,16 +64,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--param", type=parameter_assignment, action="append", default=[],
                        metavar="NAME=VALUE", help="override a protocol parameter")
     start.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    start.add_argument("--batch", metavar="ID", help="the patient's chain-of-identity id "
+                       "(e.g. an ISBT 128 DIN) the run is bound to; required in GMP mode")
+    start.add_argument("--cartridge", metavar="ID", help="the id of the cartridge installed in "
+                       "the unit, checked by the instrument; required in GMP mode")
+    commands.add_signing_options(start)
     _json(start)
     for name in STATE_COMMANDS:
         command = sub.add_parser(name, help=f"{name.capitalize()} the run on a unit")
         command.add_argument("unit", metavar="UNIT")
         command.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+        if name == "abort":
+            commands.add_signing_options(command)
         _json(command)
     ctl_audit.add_parser(sub)
     from shuttled.cli import ctl_report
 
     ctl_report.add_parser(sub)
+    ctl_protocol.add_parsers(sub)
+    ctl_record.add_parser(sub)
+    ctl_steps.add_parsers(sub)
 
 
 async def _online(args: argparse.Namespace) -> int:
@@ -92,6 +102,14 @@ async def _online(args: argparse.Namespace) -> int:
             return await commands.cmd_start(session, args)
         if args.command in STATE_COMMANDS:
             return await commands.cmd_command(session, args)
+        if args.command == "protocol":
+            return await ctl_protocol.run_online(session, args, user)
+        if args.command == "record":
+            return await ctl_record.run_online(session, args, user)
+        if args.command in ctl_steps.COMMANDS:  # operator steps (SPEC §12)
+            return await ctl_steps.run_online(session, args, user)
+        if args.command == "user":  # `user unlock` by a supervisor online
+            return await commands.unlock_user(session, args)
         if args.command == "report":
             from shuttled.cli.ctl_report import write_report_file
 
@@ -116,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
                 return misused
             if args.journal is not None:
                 return ctl_audit.run_offline(args)
+        if args.command == "record" and ctl_record.is_offline(args):
+            return ctl_record.show_offline(args)
         if args.command == "report" and (args.journal or args.config):  # see ctl_report.py
             from shuttled.cli.ctl_report import report_offline
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shuttled.cli import console_command
 from shuttled.cli.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -21,6 +22,7 @@ from shuttled.cli.common import (
     parameter_assignment,
     positive_int,
     speed,
+    text_assignment,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         "simulated times",
     )
     sim.add_argument(
+        "--cartridge",
+        action="append",
+        default=[],
+        metavar="UNIT=ID",
+        help="the cartridge installed in UNIT (default CRT-<unit>); repeatable. Runs started "
+        "with --protocol are bound to it and to a batch SIM-<seed>-<unit> (SPEC §12)",
+    )
+    sim.add_argument(
         "--opcua-port",
         type=positive_int,
         metavar="P",
@@ -108,8 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write one self-contained HTML report per run into DIR (RUN_ID.html)",
     )
+    sim.add_argument(
+        "--gmp",
+        action="store_true",
+        help="GMP mode (SPEC §12): Start takes only approved protocols; for serving, without "
+        "--protocol (people submit and approve through shuttlectl)",
+    )
+    sim.add_argument(
+        "--confirm",
+        type=text_assignment,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value the simulation records for NAME when it answers an operator step "
+        "(repeatable; default: made up from the seed, e.g. SIM-LOT-3F2A9C)",
+    )
+    sim.add_argument(
+        "--no-auto-confirm",
+        dest="auto_confirm",
+        action="store_false",
+        help="with --protocol, leave operator steps to people (shuttlectl confirm/verify) "
+        "instead of answering them as the simulation",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object per run")
+    console_command.add_simulate_option(sim)
     sim.add_argument("--log-level", default="warning", help="log level on stderr (default warning)")
+    console_command.add_parser(commands)
     return parser
 
 
@@ -155,15 +189,23 @@ def run_simulate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         parameters=dict(args.param),
         faults=args.faults,
+        cartridges=args.cartridge,
         opcua_port=args.opcua_port,
         users_file=args.users,
         report_dir=args.report,
         mqtt=args.mqtt,
+        gmp=args.gmp,
+        auto_confirm=args.auto_confirm,
+        confirm_values=dict(args.confirm),
     )
     # Wide enough for the summary table when the output goes to a file or a pipe.
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 132)
     try:
-        summaries = asyncio.run(simulate(options, console))
+        if args.console is None:
+            summaries = asyncio.run(simulate(options, console))
+        else:  # the operator console on the same loop (SPEC §14)
+            summaries = asyncio.run(
+                console_command.simulate_with_console(options, console, args.console))
     except (ProtocolInvalid, FaultFileInvalid) as invalid:
         for error in invalid.errors:
             print(error, file=sys.stderr)
@@ -225,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_serve(args)
     if args.command == "simulate":
         return run_simulate(args)
+    if args.command == "console":
+        return console_command.run(args)
     return EXIT_REFUSED  # pragma: no cover - argparse requires a known command
 
 

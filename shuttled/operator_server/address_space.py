@@ -29,12 +29,60 @@ METHOD_SIGNATURES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]
                       ("Errors", "LINE:COL: message, one per line; empty if loaded")]),
     "Start": ([("TemplateId", "a loaded protocol's id; empty: the one loaded last"),
                ("Parameters", "JSON object of parameter overrides, e.g. {\"target_cells\": 2e9}"),
-               ("Reason", "why (audit trail); required")],
+               ("Reason", "why (audit trail); required"),
+               ("BatchId", "the patient's chain-of-identity id (1-64 printable characters, "
+                "e.g. an ISBT 128 DIN); required in GMP mode, optional otherwise (SPEC §12)"),
+               ("CartridgeId", "the id of the cartridge installed in the unit, checked against "
+                "the controller's; required in GMP mode"),
+               ("Signature", 'JSON {"meaning": "performed", "password": …, "comment": …}; '
+                "required in GMP mode")],
               [("RunId", "id of the new run")]),
     **{
         name: ([("Reason", "why (audit trail); required")], [])
         for name in ("Hold", "Restart", "Stop", "Abort", "Reset")
     },
+    "Abort": ([("Reason", "why (audit trail); required"),
+               ("Signature", 'JSON {"meaning": "performed", "password": …, "comment": …}; '
+                "required in GMP mode (SPEC §12)")], []),
+}
+# Trailing inputs a client may leave out (SPEC §12: Start and Abort stay callable as in §5
+# outside GMP mode); the handler receives them as empty strings.
+OPTIONAL_TRAILING_INPUTS = {"Start": 3, "Abort": 1}
+
+_TEMPLATE = ("TemplateId", "the protocol's identity name@version#sha12")
+_SIGNATURE = ("Signature", 'JSON {"meaning": …, "password": …, "comment": …} (SPEC §12); '
+              "the password is the signer's own, checked now and never recorded")
+_STATE = ("State", "the protocol's lifecycle state afterwards")
+# Operator steps, on the unit object (SPEC §12 "Operator steps"; step_methods.py).
+METHOD_SIGNATURES.update({
+    "Confirm": ([("Values", 'JSON object, a value for every name the step records, e.g. '
+                  '{"lot": "ML-123"}; {} when it records none'), _SIGNATURE],
+                [("Status", "what the step waits for now: 'verify' or 'done'")]),
+    "Verify": ([_SIGNATURE], [("Status", "'done'")]),
+})
+# Methods of DeviceSet/<instrument>/Protocols and .../Users (SPEC §12; protocol_methods.py).
+INSTRUMENT_METHOD_SIGNATURES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
+    "ListProtocols": ([], [("Protocols", "JSON array: identity, state, history, signatures")]),
+    "ShowProtocol": ([_TEMPLATE], [("Protocol", "JSON: text, state, history, signatures")]),
+    "SubmitProtocol": ([_TEMPLATE, _SIGNATURE], [_STATE]),
+    "ApproveProtocol": ([_TEMPLATE, _SIGNATURE], [_STATE]),
+    "RetireProtocol": ([_TEMPLATE, ("Reason", "why (audit trail); required"), _SIGNATURE],
+                       [_STATE]),
+    "ExportProtocol": ([_TEMPLATE], [("Package", "the signed tech-transfer package (JSON)")]),
+    "ImportProtocol": ([("Package", "a .shuttlepkg file's text"),
+                        ("TrustedKey", "the sending instrument's public key (PEM); empty: the "
+                         "keys in <data_dir>/trusted-sites/")],
+                       [("TemplateId", "identity of the imported protocol, now a draft here")]),
+    "UnlockUser": ([("UserName", "the locked account"), ("Reason", "why (audit trail)")], []),
+    # Who the session is (the operator console shows only what this role may call; the
+    # daemon still checks every call): JSON {"user", "role", "full_name", "may": [methods]}.
+    "WhoAmI": ([], [("Identity", "JSON: user, role, full_name, may (the methods this role "
+                    "may call)")]),
+    # DeviceSet/<instrument>/Records (SPEC §12; record_methods.py): the batch record
+    "ReadRecord": ([("RunId", "the run (DeviceProgramRunId)"), ("Format", "json, html or pdf")],
+                   [("Record", "the batch record in that format")]),
+    "ReviewRecord": ([("RunId", "the run"), _SIGNATURE], [("Status", "reviewed")]),
+    "ReleaseRecord": ([("RunId", "the run"), _SIGNATURE], [("Status", "released")]),
 }
 
 
@@ -133,7 +181,8 @@ class AddressSpaceBuilder:
         pm_path = (*base, "ProgramManager")
         manager = await self._object(unit, base, "ProgramManager")
         active = await self._object(manager, pm_path, "ActiveProgram")
-        for name in ("ProgramTemplateId", "CurrentStepName", "DeviceProgramRunId"):
+        for name in ("ProgramTemplateId", "CurrentStepName", "DeviceProgramRunId", "BatchId",
+                     "CartridgeId"):
             v[f"ActiveProgram.{name}"] = await self._variable(
                 active, (*pm_path, "ActiveProgram"), name, "", STRING
             )

@@ -17,6 +17,7 @@ import asyncio
 import contextvars
 import hmac
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from asyncua.server.internal_session import InternalSession
 from shuttled.operator_server.limits import refuse_session_beyond_limit
 from shuttled.operator_server.sign_in_throttle import SignInThrottle
 from shuttled.operator_server.standard_nodes import load_standard_nodes
+from shuttled.records.account_locks import AccountLocks
 from shuttled.records.users import (
     SCRYPT_N,
     TEST_COST_ENV,
@@ -40,6 +42,9 @@ from shuttled.records.users import (
     scrypt_cost,
     upgrade_hash,
     verify_password,
+)
+from shuttled.records.users import (
+    User as Account,
 )
 
 log = structlog.get_logger("shuttled.operator")
@@ -55,6 +60,26 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "Stop": frozenset({"operator", "supervisor"}),
     "Abort": frozenset({"supervisor"}),
     "Reset": frozenset({"supervisor"}),
+    # Operator steps (SPEC §12; step_methods.py): the people at the instrument; Verify also
+    # refuses the user who confirmed.
+    "Confirm": frozenset({"operator", "supervisor"}),
+    "Verify": frozenset({"operator", "supervisor"}),
+    # The protocol library (SPEC §12; protocol_methods.py): everyone signed in reads; authors
+    # (operator, supervisor, qa) submit; qa approves and retires; bringing a master recipe in from
+    # another site is change control (supervisor, qa).
+    "ListProtocols": frozenset({"viewer", "operator", "supervisor", "qa"}),
+    "ShowProtocol": frozenset({"viewer", "operator", "supervisor", "qa"}),
+    "SubmitProtocol": frozenset({"operator", "supervisor", "qa"}),
+    "ApproveProtocol": frozenset({"qa"}),
+    "RetireProtocol": frozenset({"qa"}),
+    "ExportProtocol": frozenset({"operator", "supervisor", "qa"}),
+    "ImportProtocol": frozenset({"supervisor", "qa"}),
+    "UnlockUser": frozenset({"supervisor"}),
+    "WhoAmI": frozenset({"viewer", "operator", "supervisor", "qa"}),
+    # Batch records (SPEC §12): everyone signed in reads; supervisor or qa reviews; qa releases.
+    "ReadRecord": frozenset({"viewer", "operator", "supervisor", "qa"}),
+    "ReviewRecord": frozenset({"supervisor", "qa"}),
+    "ReleaseRecord": frozenset({"qa"}),
 }
 
 
@@ -171,9 +196,15 @@ class UsersFileManager:
     """asyncua user manager over the users file; re-read when the file changes on disk, so
     `shuttlectl user add` takes effect without restarting the daemon."""
 
-    def __init__(self, users_file: Path | None, allow_anonymous_read: bool) -> None:
+    def __init__(
+        self, users_file: Path | None, allow_anonymous_read: bool,
+        locks: AccountLocks | None = None, on_locked: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`locks`: the durable lockout (SPEC §12); `on_locked(name, how)` audits a lock."""
         self.users_file = users_file
         self.allow_anonymous_read = allow_anonymous_read
+        self.locks = locks
+        self.on_locked = on_locked
         self._mtime: float | None = None
         self._users: dict = {}
         self._not_upgraded: set[str] = set()
@@ -229,6 +260,10 @@ class UsersFileManager:
             log.warning("sign-in refused", user=username, host=host)
             if self.throttle.failed(host):
                 log.error("sign-ins from this host locked after repeated failures", host=host)
+            self.count_failure(username, "sign-in", account is not None)
+            return None
+        if self.locks is not None and self.locks.is_locked(username):
+            log.warning("sign-in refused: account locked", user=username, host=host)
             return None
         self.throttle.succeeded(host)
         log.info("signed in", user=username, role=account.role)
@@ -240,6 +275,19 @@ class UsersFileManager:
             self._upgrades.add(upgrade)
             upgrade.add_done_callback(self._upgrades.discard)
         return OperatorUser(role=UserRole.User, name=username, shuttle_role=account.role)
+
+    def account(self, name: str) -> Account | None:
+        self._reload()
+        return self._users.get(name)
+
+    def count_failure(self, name: str, how: str, account_exists: bool) -> bool:
+        """One failed password check; True (and audited) when it locked the account."""
+        if self.locks is None or not self.locks.failed(name, how, account_exists):
+            return False
+        log.error("account locked after repeated failed password checks", user=name, how=how)
+        if self.on_locked is not None:
+            self.on_locked(name, how)
+        return True
 
     async def upgrades_finished(self) -> None:
         """Until every hash upgrade started by a sign-in is written (tests, a clean stop)."""

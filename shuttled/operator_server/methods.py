@@ -13,6 +13,7 @@ which shuttlectl shows; other clients see the standard status code.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -26,8 +27,18 @@ from asyncua import ua
 
 from protocols.state_machine import Command
 from shuttled.engine.operations import OperationRefused, Operations
-from shuttled.operator_server.address_space import METHOD_SIGNATURES
-from shuttled.operator_server.identity import METHOD_ROLES, Caller, current_caller
+from shuttled.engine.protocol_approval import Signer
+from shuttled.operator_server.address_space import (
+    INSTRUMENT_METHOD_SIGNATURES,
+    METHOD_SIGNATURES,
+    OPTIONAL_TRAILING_INPUTS,
+)
+from shuttled.operator_server.identity import (
+    METHOD_ROLES,
+    Caller,
+    UsersFileManager,
+    current_caller,
+)
 from shuttled.records.audit import AuditTrail
 
 log = structlog.get_logger("shuttled.operator")
@@ -51,13 +62,23 @@ class Refusal(Exception):
     argument_results: list[int] = field(default_factory=list)
 
 
+SIGNATURES = {**METHOD_SIGNATURES, **INSTRUMENT_METHOD_SIGNATURES}
+Act = Callable[
+    [str, list[str], Caller, dict[str, Any]],
+    "tuple[list[ua.Variant], str] | Awaitable[tuple[list[ua.Variant], str]]",
+]
+
+
 def _status_name(code: int) -> str:
     return ua.StatusCode(code).name
 
 
 def _strings(method: str, args: tuple[Any, ...]) -> list[str]:
     """The arguments as strings, in the declared order; Refusal if they are not that."""
-    names = [name for name, _ in METHOD_SIGNATURES[method][0]]
+    names = [name for name, _ in SIGNATURES[method][0]]
+    required = len(names) - OPTIONAL_TRAILING_INPUTS.get(method, 0)
+    if required <= len(args) < len(names):  # optional trailing inputs left out: empty
+        args = (*args, *([""] * (len(names) - len(args))))
     if len(args) < len(names):
         missing = ", ".join(names[len(args):])
         raise Refusal(ua.StatusCodes.BadArgumentsMissing, f"{method} needs {missing}")
@@ -135,13 +156,15 @@ class MethodHandlers:
         self.after_change = after_change
         self.units: dict[ua.NodeId, str] = {}
         self.latencies_ms: deque[float] = deque(maxlen=1000)
+        # Who may sign (SPEC §12: Start and Abort are signed in GMP mode); the server sets it.
+        self.users: UsersFileManager | None = None
 
-    async def _handle(
+    async def handle(
         self,
         parent: ua.NodeId,
         method: str,
         args: tuple[Any, ...],
-        act: Callable[[str, list[str], Caller, dict[str, Any]], tuple[list[ua.Variant], str]],
+        act: Act,
     ) -> ua.CallMethodResult | list[ua.Variant]:
         started = time.perf_counter()
         caller = current_caller()
@@ -153,8 +176,9 @@ class MethodHandlers:
                 values, malformed = _strings(method, args), None
             except Refusal as refusal:
                 values, malformed = [], refusal
-            has_reason = "Reason" in dict(METHOD_SIGNATURES[method][0])
-            reason = values[-1] if values and has_reason else ""
+            names = [name for name, _ in SIGNATURES[method][0]]
+            has_reason = "Reason" in names
+            reason = values[names.index("Reason")] if values and has_reason else ""
             if caller.role not in METHOD_ROLES[method]:
                 if method == "LoadProtocol" and values:
                     arguments.update(_protocol_reference(values[0], ""))
@@ -166,7 +190,8 @@ class MethodHandlers:
                 raise malformed
             if has_reason:
                 _reason(reason)
-            outputs, detail = act(unit, values, caller, arguments)
+            answer = act(unit, values, caller, arguments)
+            outputs, detail = await answer if inspect.isawaitable(answer) else answer
         except Refusal as refusal:
             result = self._refused(refusal, len(args))
             self._audit(caller, unit, method, arguments, reason, refusal.status, refusal.message)
@@ -190,7 +215,8 @@ class MethodHandlers:
             return self._refused(Refusal(status, f"internal error: {error}"), len(args))
         self._audit(caller, unit, method, arguments, reason, ua.StatusCodes.Good, detail)
         log.info("method done", unit=unit, method=method, user=caller.name, detail=detail)
-        await self.after_change(unit)
+        if unit:  # instrument-wide methods change no unit's nodes
+            await self.after_change(unit)
         self.latencies_ms.append((time.perf_counter() - started) * 1000.0)
         return outputs
 
@@ -210,6 +236,9 @@ class MethodHandlers:
         self, caller: Caller, unit: str, method: str, arguments: dict[str, Any], reason: str,
         status: int, detail: str,
     ) -> None:
+        run = self.operations.runs.get(unit)
+        if run is not None and run.batch_id and "batch" not in arguments:
+            arguments = {**arguments, "batch": run.batch_id}  # every record of a batch's run
         self.audit.append(
             user=caller.name, role=caller.role, unit=unit, method=method, arguments=arguments,
             reason=reason[:MAX_REASON], result=_status_name(status), detail=detail,
@@ -229,15 +258,49 @@ class MethodHandlers:
         return [ua.Variant(loaded.template_id, ua.VariantType.String),
                 ua.Variant(errors, ua.VariantType.String)], detail
 
-    def _start(self, unit: str, values: list[str], caller: Caller, arguments: dict[str, Any]):
-        template_id, parameters_text, reason = values
+    async def _start(self, unit: str, values: list[str], caller: Caller,
+                     arguments: dict[str, Any]):
+        template_id, parameters_text, reason, batch_id, cartridge_id, signature = values
         arguments["template_id"] = template_id
         arguments["parameters"] = parameters_text[:MAX_REASON]
+        if batch_id:
+            arguments["batch"] = batch_id[:MAX_REASON]
+        if cartridge_id:
+            arguments["cartridge"] = cartridge_id[:MAX_REASON]
         parameters = _parameters(parameters_text)
         arguments["parameters"] = parameters
-        run_id = self.operations.start(unit, template_id or None, parameters, reason, caller.name)
-        arguments["protocol"] = self.operations.runs[unit].protocol.identity  # type: ignore[union-attr]
+        signer = await self._signer(caller, signature, arguments)
+        run_id = self.operations.start(unit, template_id or None, parameters, reason, caller.name,
+                                       batch_id=batch_id or None,
+                                       cartridge_id=cartridge_id or None, signer=signer)
+        run = self.operations.runs[unit]
+        arguments["protocol"] = run.protocol.identity  # type: ignore[union-attr]
+        if run.cartridge_id:
+            arguments["cartridge"] = run.cartridge_id  # also one bound without being named
         return [ua.Variant(run_id, ua.VariantType.String)], run_id
+
+    async def _signer(self, caller: Caller, signature: str,
+                      arguments: dict[str, Any]) -> Signer | None:
+        """The caller proven by the password in `signature` (SPEC §12), or None when none was
+        given (Operations refuses that in GMP mode). signing.py imports this module's Refusal,
+        so it is imported here, at the first signed call."""
+        if not signature.strip():
+            return None
+        if self.users is None:
+            raise Refusal(ua.StatusCodes.BadUserAccessDenied, "no users file to sign with")
+        from shuttled.operator_server.signing import prove_signer
+
+        return await prove_signer(self.users, caller, signature, arguments)
+
+    async def _abort(self, unit: str, values: list[str], caller: Caller,
+                     arguments: dict[str, Any]):
+        reason, signature = values
+        run = self.operations.runs.get(unit)
+        if run is not None and run.run_id:
+            arguments["run_id"] = run.run_id
+        signer = await self._signer(caller, signature, arguments)
+        self.operations.command(unit, Command.ABORT, reason, caller.name, signer=signer)
+        return [], self.operations.runs[unit].state.value
 
     def _command(self, method: str):
         def act(unit: str, values: list[str], caller: Caller, arguments: dict[str, Any]):
@@ -249,22 +312,22 @@ class MethodHandlers:
         return act
 
     async def on_LoadProtocol(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "LoadProtocol", args, self._load)
+        return await self.handle(parent, "LoadProtocol", args, self._load)
 
     async def on_Start(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "Start", args, self._start)
+        return await self.handle(parent, "Start", args, self._start)
 
     async def on_Hold(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "Hold", args, self._command("Hold"))
+        return await self.handle(parent, "Hold", args, self._command("Hold"))
 
     async def on_Restart(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "Restart", args, self._command("Restart"))
+        return await self.handle(parent, "Restart", args, self._command("Restart"))
 
     async def on_Stop(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "Stop", args, self._command("Stop"))
+        return await self.handle(parent, "Stop", args, self._command("Stop"))
 
     async def on_Abort(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "Abort", args, self._command("Abort"))
+        return await self.handle(parent, "Abort", args, self._abort)
 
     async def on_Reset(self, parent: ua.NodeId, *args: Any):
-        return await self._handle(parent, "Reset", args, self._command("Reset"))
+        return await self.handle(parent, "Reset", args, self._command("Reset"))

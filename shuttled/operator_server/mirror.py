@@ -113,6 +113,7 @@ class Mirror:
             "State": run.state.value,
             "Parameters": json.dumps(run.parameters, sort_keys=True),
             "Runtime": float(run.run_time_s(self.clock.now())),
+            "BatchId": run.batch_id or "",
         }
 
     async def add_past_results(self) -> None:
@@ -126,6 +127,7 @@ class Mirror:
                 "ProgramTemplateId": identity,
                 "State": final_state or "",
                 "Parameters": parameters,
+                "BatchId": self.journal.run_batch(run_id)[0] or "",
             })
 
     def _unit_values(self, unit: str, run: UnitRun) -> dict[str, Any]:
@@ -148,6 +150,8 @@ class Mirror:
             step = run.phase.name
             if run.transfer is not None:
                 step += f" / {run.transfer.kind} {run.transfer.pump}"
+            if run.operator_step is not None and run.is_active:  # SPEC §12: the prompt to answer
+                step = run.operator_step.prompt
         values: dict[str, Any] = {
             "State": run.state.value,
             "HoldReason": run.hold_reason,
@@ -161,6 +165,8 @@ class Mirror:
             "ActiveProgram.ProgramTemplateId": run.protocol.identity if active else "",
             "ActiveProgram.CurrentStepName": step,
             "ActiveProgram.DeviceProgramRunId": run.run_id or "",
+            "ActiveProgram.BatchId": (run.batch_id or "") if active else "",
+            "ActiveProgram.CartridgeId": (run.cartridge_id or "") if active else "",
             "ActiveProgram.CurrentRuntime": float(run.run_time_s(self.clock.now()))
             if active else 0.0,
             "ActiveProgram.EstimatedRemaining": float(estimated_remaining_s(run)),

@@ -21,9 +21,12 @@ import structlog
 from asyncua import Server, ua
 
 from drivers.clock import Clock
+from shuttled.alarms.book import AlarmBook
 from shuttled.config import DaemonConfig
 from shuttled.engine.operations import Operations
+from shuttled.engine.protocol_approval import ProtocolApprovals
 from shuttled.operator_server.address_space import NAMESPACE_URI, AddressSpaceBuilder, UnitNodes
+from shuttled.operator_server.alarm_conditions import AlarmConditions
 from shuttled.operator_server.audit_methods import AuditMethods
 from shuttled.operator_server.bounded_transport import BoundedServer
 from shuttled.operator_server.identity import (
@@ -35,10 +38,15 @@ from shuttled.operator_server.limits import apply_limits
 from shuttled.operator_server.methods import MethodHandlers
 from shuttled.operator_server.mirror import Mirror
 from shuttled.operator_server.pki import TrustList, ensure_certificate
+from shuttled.operator_server.protocol_methods import ProtocolMethods
 from shuttled.operator_server.read_only import make_read_only
+from shuttled.operator_server.record_methods import RecordMethods
 from shuttled.operator_server.report_methods import ReportMethods
+from shuttled.operator_server.step_methods import StepMethods
+from shuttled.records.account_locks import AccountLocks
 from shuttled.records.audit import AuditTrail
 from shuttled.records.journal import Journal
+from shuttled.reports.record_review import RecordReview
 
 log = structlog.get_logger("shuttled.operator")
 
@@ -76,6 +84,8 @@ class OperatorServer:
         clock: Clock,
         audit: AuditTrail | None = None,
         standard_nodes_cache: Path | None = None,
+        approvals: ProtocolApprovals | None = None,
+        locks: AccountLocks | None = None,
     ) -> None:
         """`standard_nodes_cache`: file of the standard address space cache (standard_nodes.py);
         None builds it in memory on every start (1.2 s), as a short-lived daemon may as well."""
@@ -89,6 +99,9 @@ class OperatorServer:
         self.audit = audit or AuditTrail(journal.path)
         self._owns_audit = audit is None
         self.standard_nodes_cache = standard_nodes_cache
+        self.approvals = approvals
+        self.locks = locks
+        self.users: UsersFileManager | None = None
         self.endpoint = self.settings.endpoint
         self.application_uri = f"urn:cellshuttle:shuttled:{config.instrument_id}"
         self.server: Server | None = None
@@ -96,6 +109,9 @@ class OperatorServer:
         self.handlers: MethodHandlers | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._last_refresh = 0.0
+        # The alarm model (SPEC §13), given by the composition root before start().
+        self.alarm_book: AlarmBook | None = None
+        self.alarm_conditions: AlarmConditions | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -104,7 +120,9 @@ class OperatorServer:
             log.warning("SecurityPolicy None is offered on a non-loopback endpoint",
                         endpoint=self.endpoint)
         logging.getLogger("asyncua.server.uaprocessor").addFilter(_drop_service_fault_lines)
-        users = UsersFileManager(settings.users_file, settings.allow_anonymous_read)
+        users = UsersFileManager(settings.users_file, settings.allow_anonymous_read,
+                                 self.locks, self._audit_lock)
+        self.users = users
         if settings.users_file is None:
             log.warning("no users file configured: nobody can sign in to the operator server")
         server = BoundedServer(iserver=OperatorInternalServer(user_manager=users))  # type: ignore[arg-type]
@@ -135,11 +153,20 @@ class OperatorServer:
         ns = await server.register_namespace(NAMESPACE_URI)
         builder = AddressSpaceBuilder(server, ns, self.config.instrument_id)
         self.handlers = MethodHandlers(self.operations, self.audit, self._after_change)
+        self.handlers.users = users  # Start and Abort sign in GMP mode (SPEC §12)
+        StepMethods(self.handlers, self.operations, users).attach()  # Confirm, Verify (§12)
         device, health, unit_set = await builder.build_device()
         await AuditMethods(self.audit).add_to(device, ns, self.config.instrument_id)
         await ReportMethods(self.journal.path, self.audit).add_to(
             device, ns, self.config.instrument_id
         )
+        if self.approvals is not None:
+            await ProtocolMethods(self.handlers, self.approvals, users, self.audit,
+                                  self.config.data_dir, self.config.instrument_id
+                                  ).add_to(device, ns)
+            review = RecordReview(self.journal.path, self.approvals.signatures)
+            await RecordMethods(self.handlers, review, users, self.config.instrument_id
+                                ).add_to(device, ns)
         units: dict[str, UnitNodes] = {}
         for unit in self.config.units:
             nodes = await builder.build_unit(
@@ -147,6 +174,12 @@ class OperatorServer:
             )
             units[unit.unit_id] = nodes
             self.handlers.units[nodes.object.nodeid] = unit.unit_id
+        if self.alarm_book is not None:
+            self.alarm_conditions = AlarmConditions(
+                server, ns, self.config.instrument_id, self.alarm_book, self.audit,
+                device.nodeid, {unit: nodes.object.nodeid for unit, nodes in units.items()},
+            )
+            await self.alarm_conditions.setup()
         self.mirror = Mirror(server, builder, units, health, self.operations, self.journal,
                              self.clock)
         make_read_only(server.iserver.aspace._nodes)
@@ -159,6 +192,12 @@ class OperatorServer:
         self.server = server
         log.info("operator server listening", endpoint=self.endpoint,
                  policies=[p.name for p in policies])
+
+    def _audit_lock(self, name: str, how: str) -> None:
+        """SPEC §12: every lock is audited (the unlock is the UnlockUser call's own record)."""
+        self.audit.append(user=name, role="", unit="", method="AccountLocked",
+                          arguments={"failed_checks": how}, reason="", result="Good",
+                          detail="five failed password checks within 15 minutes")
 
     def attach_loop(self, loop: Any) -> None:
         """The control loop, whose live values (readings, heater, estimates, alarms) we show."""
@@ -197,6 +236,8 @@ class OperatorServer:
             self._refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refresh_task
+        if self.alarm_conditions is not None:
+            await self.alarm_conditions.stop()
         if self.server is not None:
             await self.server.stop()
             self.server = None

@@ -24,6 +24,7 @@ from pydantic import (
 
 from drivers.opcua_pki import load_der
 from shuttled.config import (
+    AlarmsConfig,
     BioreactorConfig,
     DaemonConfig,
     MqttConfig,
@@ -181,6 +182,12 @@ class LimitsSection(_Strict):
         return self
 
 
+class AlarmsSection(_Strict):
+    """The alarm lifecycle (SPEC §13): a shelve longer than this is refused."""
+
+    max_shelve_s: float = Field(default=8 * 3600.0, gt=0, le=30 * 86400.0)
+
+
 class ThermalModelSection(_Strict):
     """The controller's model of the unit, used for feed-forward (not the plant itself)."""
 
@@ -206,8 +213,11 @@ class ConfigFile(_Strict):
     clock_speed: float = Field(default=1.0, gt=0, le=10000.0)
     device_loss_hold_s: float = Field(default=60.0, ge=0)
     device_timeout_s: float = Field(default=1.0, gt=0, le=30.0)
+    # GMP mode (SPEC §12): Start takes only approved protocols.
+    gmp: bool = False
     opcua: OperatorSection = OperatorSection()
     mqtt: MqttSection | None = None
+    alarms: AlarmsSection = AlarmsSection()
     bioreactors: dict[str, BioreactorSection]
     buses: dict[str, BusSection]
     units: list[UnitSection] = Field(min_length=1)
@@ -284,6 +294,8 @@ class ConfigFile(_Strict):
             device_loss_hold_s=self.device_loss_hold_s,
             device_timeout_s=self.device_timeout_s,
             mqtt=MqttConfig(**self.mqtt.model_dump()) if self.mqtt is not None else None,
+            gmp=self.gmp,
+            alarms=AlarmsConfig(**self.alarms.model_dump()),
         )
 
 

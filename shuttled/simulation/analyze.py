@@ -21,6 +21,7 @@ from shuttled.composition import Daemon
 from shuttled.engine.unit_run import UnitRun
 from shuttled.loop.control_loop import ControlLoop
 from shuttled.reports.summary import summarise
+from shuttled.simulation.auto_confirm import AutoConfirm, operator_steps_of
 from shuttled.simulation.instrument_config import config_for_instrument
 from simulators.direct_transport import direct_transports
 from simulators.instrument import VirtualInstrument
@@ -49,6 +50,9 @@ class Analysis:
     temp_in_band_pct: float
     max_density_ratio: float
     violations: list[str] = field(default_factory=list)
+    # Where the run waits for people (SPEC §12): phase, step, prompt, recorded names, whether a
+    # second person verifies, and when (h); the twin answered each at once (`auto`).
+    operator_steps: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -63,6 +67,7 @@ class Analysis:
             "temp_in_band_pct": self.temp_in_band_pct,
             "max_density_ratio": self.max_density_ratio,
             "violations": self.violations,
+            "operator_steps": self.operator_steps,
         }
 
 
@@ -108,7 +113,8 @@ async def analyze(path: Path, overrides: dict[str, float], seed: int = 0) -> Ana
                     in (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED, RunState.HELD)
                     or clock.now() >= deadline
                 ),
-                [lambda d: watch.observe(d.control, unit.unit_id, run)],
+                [AutoConfirm(daemon.operations, [unit.unit_id], {}, seed),
+                 lambda d: watch.observe(d.control, unit.unit_id, run)],
             )
             summary = summarise(run, daemon.control, clock.now(), 0.0)
         finally:
@@ -125,6 +131,7 @@ async def analyze(path: Path, overrides: dict[str, float], seed: int = 0) -> Ana
         temp_in_band_pct=summary.temp_in_band_pct,
         max_density_ratio=summary.max_density_ratio,
         violations=watch.violations(run),
+        operator_steps=operator_steps_of(run),
     )
 
 

@@ -13,7 +13,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,12 +34,17 @@ from shuttled.operator_server.standard_nodes import user_cache_file
 from shuttled.records.audit import AuditTrail
 from shuttled.records.users import create_simulation_account
 from shuttled.reports.summary import RunSummary, summarise
+from shuttled.simulation.auto_confirm import AutoConfirm
 from shuttled.simulation.instrument_config import config_for_instrument, trust_each_other
+from simulators.cartridges import parse_assignments
 from simulators.faults import Fault, load_fault_file
 from simulators.instrument import VirtualInstrument, unit_id_of
 from simulators.opcua_bioreactor import free_loopback_port
 
 log = structlog.get_logger("shuttled.simulate")
+
+
+CARTRIDGE_READ_ATTEMPTS = 5
 
 
 class SimulationRefused(Exception):
@@ -57,13 +62,24 @@ class SimulateOptions:
     parameters: dict[str, float] = field(default_factory=dict)
     max_hours: float = 24.0 * 60
     faults: Path | None = None  # SPEC §1 fault file, applied by the instrument in simulated time
+    cartridges: list[str] = field(default_factory=list)  # --cartridge UNIT=ID (SPEC §12)
     opcua_port: int | None = None  # the operator server's; None: 4840 when serving, else any free
     users_file: Path | None = None  # None: a `sim` supervisor with a random password (SPEC §1)
     mqtt: MqttConfig | None = None  # --mqtt HOST[:PORT]: telemetry as the service sends it
     report_dir: Path | None = None  # --report DIR: an HTML report per run (reports/html.py)
+    gmp: bool = False  # --gmp: only approved protocols start (so none from --protocol)
+    # Operator steps (SPEC §12): with --protocol the simulation answers them itself, signed by
+    # its own accounts and marked `auto`, with these values (--confirm NAME=VALUE) or made-up
+    # ones; False (--no-auto-confirm) leaves them to people, as served without --protocol.
+    auto_confirm: bool = True
+    confirm_values: dict[str, str] = field(default_factory=dict)
     # Called with the process time after every control tick: how soak tests and benchmarks
     # watch a run (memory, progress) without touching what it does.
     tick_observers: list[Callable[[float], None]] = field(default_factory=list)
+    # Awaited once the operator interface serves, with its endpoint and the sim-credentials
+    # file (None with --users): how `--console` starts the web console beside the simulation
+    # without the simulation knowing the console (the command line wires it).
+    on_serving: list[Callable[[str, Path | None], Awaitable[None]]] = field(default_factory=list)
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -89,6 +105,22 @@ def _load_faults(options: SimulateOptions) -> list[Fault]:
     return load_fault_file(options.faults, [unit_id_of(i) for i in range(options.units)])
 
 
+def _cartridges(options: SimulateOptions) -> dict[str, str]:
+    """`--cartridge UNIT=ID` as {unit: id}; SimulationRefused names a bad assignment."""
+    try:
+        return parse_assignments(options.cartridges,
+                                 [unit_id_of(i) for i in range(options.units)])
+    except ValueError as error:
+        raise SimulationRefused(str(error)) from None
+
+
+def simulate_batch(seed: int, unit: str, instrument: VirtualInstrument) -> tuple[str, str]:
+    """The batch and cartridge an unattended simulated run is bound to: a batch id made up from
+    the seed (`SIM-1-U01`, the same for the same seed) and the cartridge installed in the unit,
+    so a simulated run goes through the chain-of-identity checks of a real one."""
+    return f"SIM-{seed}-{unit}", instrument.arrays.cartridges[instrument.unit_ids.index(unit)]
+
+
 def _run_has_ended(run: UnitRun) -> bool:
     # In this version every hold is released only by an operator, so HELD has ended the run.
     return run.state in (RunState.COMPLETE, RunState.STOPPED, RunState.ABORTED, RunState.HELD)
@@ -100,10 +132,14 @@ def _start_protocol(
     protocol: Protocol,
     parameters: dict[str, float],
     audit: AuditTrail | None = None,
+    batch: tuple[str, str] | None = None,
 ) -> None:
     """Load and start as an operator would, through the same checks as over OPC UA, and audit
-    both as the method calls they stand for, so a simulated run's report shows who started it."""
+    both as the method calls they stand for, so a simulated run's report shows who started it.
+    `batch`: (batch id, cartridge id) the run is bound to (made up by `simulate_batch`)."""
     reason = "started by shuttled simulate"
+    batch_id, cartridge_id = batch if batch is not None else (None, None)
+    bound = {"batch": batch_id, "cartridge": cartridge_id} if batch is not None else {}
     loaded = operations.load_protocol(unit, protocol.text, user="sim")
     if audit is not None:
         audit.append(user="sim", role="supervisor", unit=unit, method="LoadProtocol",
@@ -115,11 +151,13 @@ def _start_protocol(
             f"{protocol.identity} cannot run on {unit}: " + "; ".join(loaded.errors)
         )
     try:
-        run_id = operations.start(unit, loaded.template_id, parameters, reason=reason, user="sim")
+        run_id = operations.start(unit, loaded.template_id, parameters, reason=reason, user="sim",
+                                  batch_id=batch_id, cartridge_id=cartridge_id)
     except OperationRefused as refused:
         if audit is not None:
             audit.append(user="sim", role="supervisor", unit=unit, method="Start",
-                         arguments={"template_id": loaded.template_id, "parameters": parameters},
+                         arguments={"template_id": loaded.template_id, "parameters": parameters,
+                                    **bound},
                          reason=reason, detail=refused.message,
                          result="BadInvalidState" if refused.kind == refused.STATE
                          else "BadInvalidArgument")
@@ -127,7 +165,7 @@ def _start_protocol(
     if audit is not None:
         audit.append(user="sim", role="supervisor", unit=unit, method="Start",
                      arguments={"template_id": loaded.template_id, "parameters": parameters,
-                                "protocol": protocol.identity},
+                                "protocol": protocol.identity, **bound},
                      reason=reason, result="Good", detail=run_id)
 
 
@@ -140,6 +178,7 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
         instrument = VirtualInstrument(
             options.units, now=clock.now, seed=options.seed, faults=_load_faults(options),
             pki_dir=data_dir / "simulated-controller-pki",  # reused with the same --data-dir
+            cartridges=_cartridges(options),
         )
         assignments = _assign_protocols(options, instrument.unit_ids)
         await instrument.start()
@@ -157,7 +196,7 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             ).to_daemon_config()
             trust_each_other(endpoints, config)  # the device link is encrypted, as on a plant
             daemon = Daemon(
-                replace(config, mqtt=options.mqtt),
+                replace(config, mqtt=options.mqtt, gmp=options.gmp),
                 clock,
                 restore_runs=False,
                 standard_nodes_cache=user_cache_file(),
@@ -168,9 +207,14 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                 raise SimulationRefused(str(error)) from None
             operator = daemon.operator
             assert operator is not None  # a simulation's configuration always has one
+            for _attempt in range(CARTRIDGE_READ_ATTEMPTS):  # a loaded machine's first contact
+                if all(daemon.devices.installed_cartridge(u) for u in assignments):
+                    break
+                await daemon.devices.read_cartridges()
             for unit, protocol in assignments.items():
                 _start_protocol(
-                    daemon.operations, unit, protocol, options.parameters, operator.audit
+                    daemon.operations, unit, protocol, options.parameters, operator.audit,
+                    simulate_batch(options.seed, unit, instrument),
                 )
             active = [daemon.runs[u] for u in assignments]
             deadline = clock.now() + options.max_hours * 3600.0
@@ -185,6 +229,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
 
             if not active:
                 _print_serving(console, len(daemon.runs), data_dir, operator.endpoint, credentials)
+            for serving in options.on_serving:
+                await serving(operator.endpoint, credentials)
             with _progress(console, active) as update:
 
                 def observe(_: Daemon) -> None:
@@ -193,7 +239,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
                     for tick_observer in options.tick_observers:
                         tick_observer(now)
 
-                await daemon.run_until(finished, [observe])
+                answer = _auto_confirm(options, daemon, list(assignments), console)
+                await daemon.run_until(finished, [*answer, observe])
             for run in active:
                 if run.run_id is not None:
                     daemon.journal.record_final_state(run.run_id, run.state.value)
@@ -205,6 +252,19 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             if daemon is not None:
                 await daemon.stop()
             await instrument.stop()
+
+
+def _auto_confirm(
+    options: SimulateOptions, daemon: Daemon, units: list[str], console: Console
+) -> list[Callable[[Daemon], None]]:
+    """The observer answering operator steps, or none: then say how people answer them."""
+    if options.auto_confirm:
+        return [AutoConfirm(daemon.operations, units, options.confirm_values, options.seed)]
+    if units and daemon.operator is not None:
+        console.print(f"Operator steps wait for people: shuttlectl --endpoint "
+                      f"{daemon.operator.endpoint} confirm UNIT --value NAME=VALUE, then verify "
+                      "UNIT as a second user where asked.", soft_wrap=True)
+    return []
 
 
 def _write_reports(

@@ -37,24 +37,30 @@ def _node_opcua() -> str:
     return node
 
 
+async def run_node_script(node: str, script: Path, tmp_path: Path, *args: str) -> dict:
+    """Run one of node/*.js; its one `RESULT {json}` line, parsed."""
+    process = await asyncio.create_subprocess_exec(
+        node, str(script), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={"NODE_PATH": str(NODE_DIR / "node_modules"), "PATH": "/usr/bin:/bin",
+             "HOME": str(tmp_path)},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 180)
+    assert process.returncode == 0, err.decode()[-3000:]
+    marked = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
+    assert len(marked) == 1, out.decode()[-3000:]
+    return json.loads(marked[0].removeprefix("RESULT "))
+
+
 async def test_node_opcua_signs_in_securely_loads_starts_and_reads_state(tmp_path: Path) -> None:
     node = _node_opcua()
     daemon = await make_daemon(tmp_path, allow_insecure=False)
     try:
-        process = await asyncio.create_subprocess_exec(
-            node, str(SCRIPT), daemon.endpoint, str(tmp_path / "node-pki"), str(DEMO),
+        result = await run_node_script(
+            node, SCRIPT, tmp_path, daemon.endpoint, str(tmp_path / "node-pki"), str(DEMO),
             "otto", ACCOUNTS["otto"][1], "vera", ACCOUNTS["vera"][1],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={"NODE_PATH": str(NODE_DIR / "node_modules"), "PATH": "/usr/bin:/bin",
-                 "HOME": str(tmp_path)},
         )
-        out, err = await asyncio.wait_for(process.communicate(), 180)
     finally:
         await daemon.server.stop()
-    assert process.returncode == 0, err.decode()[-3000:]
-    marked = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
-    assert len(marked) == 1, out.decode()[-3000:]
-    result = json.loads(marked[0].removeprefix("RESULT "))
     assert result["security"].endswith("Basic256Sha256")
     assert result["instrument"] == INSTRUMENT and result["units"] == ["U01", "U02"]
     assert result["functions"] == ["CellDensity", "Temperature", "Volume", "harvest", "media",

@@ -62,8 +62,8 @@ def start_simulator(tmp_path: Path) -> Iterator[Callable[[int, float], Path]]:
 # Crash torture (test_crash_torture.py): CI-sized by default, longer with an option or, when this
 # conftest is not loaded at start-up (`pytest tests` only loads it while collecting), a variable.
 TORTURE_OPTIONS = {  # option: (environment variable, default, help)
-    "torture_kills": ("SHUTTLE_TORTURE_KILLS", 25, "kill -9 of the daemon"),
-    "torture_power_cuts": ("SHUTTLE_TORTURE_POWER_CUTS", 8, "power cuts of daemon and simulator"),
+    "torture_kills": ("SHUTTLE_TORTURE_KILLS", 15, "kill -9 of the daemon"),
+    "torture_power_cuts": ("SHUTTLE_TORTURE_POWER_CUTS", 5, "power cuts of daemon and simulator"),
     "torture_seed": ("SHUTTLE_TORTURE_SEED", 14, "seed of the kill moments"),
 }
 TORTURE_S_PER_KILL = 10  # pytest-timeout's budget per kill (measured: 3 s, 10 s per power cut)
