@@ -89,11 +89,22 @@ def _ctl(endpoint: str, tmp_path: Path, user: str, *args: str) -> subprocess.Com
     )
 
 
-def _wait_for(what: str, condition) -> None:
+def _wait_for_step(endpoint: str, tmp_path: Path, prompt: str) -> None:
+    """Until U01's CurrentStepName is `prompt`, asked over OPC UA with `shuttlectl status`: each
+    question takes its own round trip, so this waits on the daemon, never on a sleep."""
     deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {WAIT_S:.0f} s"
-        time.sleep(0.1)
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [str(BIN / "shuttlectl"), "--endpoint", endpoint, "--pki-dir", str(tmp_path / "pki"),
+             "--password-file", str(tmp_path / "otto.pw"), "status", "--json"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )
+        if status.returncode == 0:
+            seen.append(json.loads(status.stdout)[0].get("step") or "")
+            if seen[-1] == prompt:
+                return
+    raise AssertionError(f"U01 never waited at {prompt!r} within {WAIT_S:.0f} s: {seen[-5:]}")
 
 
 def test_with_no_auto_confirm_the_run_waits_for_two_people(tmp_path: Path) -> None:
@@ -115,11 +126,11 @@ def test_with_no_auto_confirm_the_run_waits_for_two_people(tmp_path: Path) -> No
     )
     journal = data / "journal.sqlite3"
     try:
-        _wait_for("waiting step", lambda: journal.exists() and _step_events(journal))
+        _wait_for_step(endpoint, tmp_path, "Connect the apheresis bag")
         confirmed = _ctl(endpoint, tmp_path, "otto", "confirm", "U01", "--value", "bag_lot=AP-7")
         assert confirmed.returncode == 0, confirmed.stderr
         assert "'Connect the apheresis bag' performed by otto" in confirmed.stdout
-        _wait_for("second step", lambda: len(_step_events(journal)) >= 3)
+        _wait_for_step(endpoint, tmp_path, "Record the vector lot")
         missing = _ctl(endpoint, tmp_path, "otto", "confirm", "U01")
         assert missing.returncode == 1 and "Values needs vector_lot" in missing.stderr
         confirmed = _ctl(endpoint, tmp_path, "otto", "confirm", "U01", "--value",
