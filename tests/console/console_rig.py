@@ -93,7 +93,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def instrument(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instrument]:
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("Debian's chromium is not installed (scripts/setup installs it)")
+        pytest.fail("Debian's chromium is not installed: run scripts/setup, which installs it")
     data_dir = tmp_path_factory.mktemp("console-sim")
     users = data_dir / "users.toml"
     save_users(users, {name: User(name, role, hash_password(PASSWORD[name]), full)
@@ -128,7 +128,7 @@ def instrument(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instrument]
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup installs it)")
+        pytest.fail("Debian's chromium is not installed: run scripts/setup, which installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
