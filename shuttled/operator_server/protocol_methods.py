@@ -32,7 +32,7 @@ from shuttled.operator_server.audit_methods import method_argument
 from shuttled.operator_server.identity import METHOD_ROLES, Caller, UsersFileManager
 from shuttled.operator_server.methods import MethodHandlers, Refusal
 from shuttled.operator_server.signing import prove_signer
-from shuttled.records.audit import AuditTrail, utc_now
+from shuttled.records.audit import utc_now
 from shuttled.records.instrument_key import load_or_create
 from shuttled.records.transfer_package import (
     PackageRefused,
@@ -51,12 +51,11 @@ S = ua.VariantType.String
 class ProtocolMethods:
     def __init__(
         self, handlers: MethodHandlers, approvals: ProtocolApprovals, users: UsersFileManager,
-        audit: AuditTrail, data_dir: Path, instrument_id: str,
+        data_dir: Path, instrument_id: str,
     ) -> None:
         self.handlers = handlers
         self.approvals = approvals
         self.users = users
-        self.audit = audit
         self.data_dir = data_dir
         self.instrument_id = instrument_id
         self._analyses: dict[str, dict[str, Any]] = {}

@@ -161,9 +161,8 @@ class OperatorServer:
             device, ns, self.config.instrument_id
         )
         if self.approvals is not None:
-            await ProtocolMethods(self.handlers, self.approvals, users, self.audit,
-                                  self.config.data_dir, self.config.instrument_id
-                                  ).add_to(device, ns)
+            await ProtocolMethods(self.handlers, self.approvals, users, self.config.data_dir,
+                                  self.config.instrument_id).add_to(device, ns)
             review = RecordReview(self.journal.path, self.approvals.signatures)
             await RecordMethods(self.handlers, review, users, self.config.instrument_id
                                 ).add_to(device, ns)
