@@ -103,11 +103,15 @@ async def test_a_users_file_the_daemon_cannot_rewrite_still_signs_in(
     users_file = daemon.data_dir / "users.toml"
     before = users_file.read_bytes()
     monkeypatch.setenv(TEST_COST_ENV, str(2**11))
+    assert daemon.server.server is not None
+    user_manager = daemon.server.server.iserver.user_manager
     try:
         with read_only(daemon.data_dir), capture_logs() as logs:
             for _ in range(2):
                 client = await connect(daemon.endpoint, "sue")
                 await client.disconnect()
+                # The attempt runs in a worker thread: inside the read-only window, not after it.
+                await user_manager.upgrades_finished()
         assert users_file.read_bytes() == before
         warnings = [e for e in logs if e["event"].startswith("password hash not upgraded")]
         assert len(warnings) == 1 and warnings[0]["user"] == "sue"  # once, not at every sign-in
