@@ -65,7 +65,6 @@ class BioreactorReading:
 
     temperature: float
     volume_ml: float
-    heater_pct: float
     cartridge: str | None = None  # the installed cartridge's id; None: not reported or Bad
 
     @property
@@ -201,11 +200,14 @@ class OpcUaBioreactor:
         heater_ids: dict[str, ua.NodeId] = {}
         for unit_id, node_name in self.unit_nodes.items():
             unit = client.get_node(ua.NodeId(node_name, ns))
-            for path in (TEMPERATURE, VOLUME, HEATER):
+            # The heater output is written every tick and never read back: the Write's status
+            # says whether the controller took it, and a read-back would be a third of every
+            # tick's Read for a value the control does not use.
+            for path in (TEMPERATURE, VOLUME):
                 child = await unit.get_child([f"{ns}:{name}" for name in path])
                 read_ids.append(child.nodeid)
-                if path is HEATER:
-                    heater_ids[unit_id] = child.nodeid
+            heater = await unit.get_child([f"{ns}:{name}" for name in HEATER])
+            heater_ids[unit_id] = heater.nodeid
         cartridge_ids: list[ua.NodeId] = []
         cartridge_units: list[str] = []
         for unit_id, node_name in self.unit_nodes.items():
@@ -231,27 +233,23 @@ class OpcUaBioreactor:
         self._set_health(Health.LOST, "closed")
 
     async def read_units(self) -> dict[str, BioreactorReading]:
-        """Every unit's reading in one Read request."""
+        """Every unit's reading in one Read request. asyncua bounds the request by the client's
+        timeout (`timeout_s`), so it is not wrapped in a second one."""
         client = await self._session()
         try:
-            values = await asyncio.wait_for(
-                client.uaclient.read_attributes(self._read_ids, ua.AttributeIds.Value),
-                self.timeout_s,
-            )
+            values = await client.uaclient.read_attributes(self._read_ids, ua.AttributeIds.Value)
         except Exception as error:
             await self._lose(error)
         readings: dict[str, BioreactorReading] = {}
         bad = []
-        first_cartridge = 3 * len(self.unit_nodes)
+        first_cartridge = 2 * len(self.unit_nodes)
         cartridges = {
             unit: _as_text(values[first_cartridge + k])
             for k, unit in enumerate(self._cartridge_units)
         }
         for index, unit_id in enumerate(self.unit_nodes):
-            temperature, volume, heater = (_as_float(v) for v in values[3 * index : 3 * index + 3])
-            readings[unit_id] = BioreactorReading(
-                temperature, volume, heater, cartridges.get(unit_id)
-            )
+            temperature, volume = (_as_float(v) for v in values[2 * index : 2 * index + 2])
+            readings[unit_id] = BioreactorReading(temperature, volume, cartridges.get(unit_id))
             if not readings[unit_id].good:
                 bad.append(unit_id)
         if bad:
@@ -269,10 +267,7 @@ class OpcUaBioreactor:
             ua.DataValue(ua.Variant(float(outputs_pct[u]), ua.VariantType.Double)) for u in units
         ]
         try:
-            results = await asyncio.wait_for(
-                client.uaclient.write_attributes(nodes, values, ua.AttributeIds.Value),
-                self.timeout_s,
-            )
+            results = await client.uaclient.write_attributes(nodes, values, ua.AttributeIds.Value)
         except Exception as error:
             await self._lose(error)
         return {unit: result.is_good() for unit, result in zip(units, results, strict=True)}

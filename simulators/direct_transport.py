@@ -51,11 +51,10 @@ class DirectBioreactor:
                 readings[unit] = BioreactorReading(
                     float(self.arrays.measured_temperature[i]),
                     float(self.arrays.volume_ml[i]),
-                    float(self.arrays.heater_pct[i]),
                     self.arrays.cartridges[i] if i < len(self.arrays.cartridges) else None,
                 )
             else:
-                readings[unit] = BioreactorReading(math.nan, math.nan, math.nan)
+                readings[unit] = BioreactorReading(math.nan, math.nan)
         # The same truth the OPC UA driver reports: connected, but some unit cannot be measured.
         all_measured = all(self.arrays.available[i] for i in self._units.values())
         self.health = Health.CONNECTED if all_measured else Health.DEGRADED
@@ -87,8 +86,9 @@ class DirectPumpBus(PumpBus):
 
     async def attempt(self, address: int, command: str, *args: object) -> list[str]:
         seq = self.next_seq()
+        # Answered at once: nothing waits on a line, so the tick runs without a pass of the event
+        # loop (shuttled/loop/eager.py); the order of requests is the driver's, as on a real bus.
         reply = self._firmware.feed(build_request(address, seq, command, args), self._now())
-        await asyncio.sleep(0)  # a request is a suspension point on a real bus too
         for line in reply.split(b"\n"):
             parsed = parse_reply(line.strip())
             if parsed is not None and parsed[:2] == (address, seq):

@@ -44,7 +44,7 @@ from shuttled.records.journal import Journal
 
 log = structlog.get_logger("shuttled.control")
 
-NO_READING = BioreactorReading(math.nan, math.nan, math.nan)
+NO_READING = BioreactorReading(math.nan, math.nan)
 
 TEMPERATURE_ALARMS = (
     (safety.FLAG_BAD, "TEMPERATURE_SENSOR_BAD", "temperature reading unusable: heater off"),

@@ -32,7 +32,7 @@ def _running(batch: str | None = "DIN-1", cartridge: str | None = "CRT-U01") -> 
 
 
 def _reading(cartridge: str | None) -> dict[str, BioreactorReading]:
-    return {"U01": BioreactorReading(37.0, 100.0, 10.0, cartridge)}
+    return {"U01": BioreactorReading(37.0, 100.0, cartridge)}
 
 
 class _Alarms:

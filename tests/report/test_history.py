@@ -28,7 +28,7 @@ class FakeLoop:
                                    delivered_ul={}, temperature_setpoint=None),
         }
         self.alarms: dict[str, dict[str, str]] = {"U01": {}, "U02": {}}
-        self.last_readings = {"U01": BioreactorReading(36.5, 100.0, 40.0)}
+        self.last_readings = {"U01": BioreactorReading(36.5, 100.0)}
         self.heater = np.array([40.0, 0.0])
         self.density = np.array([5e5, math.nan])
         self.growth_rate = np.array([0.02, math.nan])
