@@ -28,7 +28,6 @@ import contextlib
 import logging
 import math
 import struct
-from asyncio import FIRST_COMPLETED
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException
@@ -75,7 +74,7 @@ class ProbeBus:
         self.silent = False  # the last read failed after all its attempts
         self._rx = bytearray()
         self._expect = 0  # length of the reply to the pending request (0: none pending)
-        self._corrupt: asyncio.Future[None] | None = None
+        self._corrupted = False  # the pending request's reply arrived damaged
         self._client = AsyncModbusSerialClient(
             port,
             framer=FramerType.RTU,
@@ -123,15 +122,18 @@ class ProbeBus:
         return await self._read_once(device_id, address, count)
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        """pymodbus' byte-stream hook: spot a complete reply with a bad CRC as it arrives."""
+        """pymodbus' byte-stream hook: spot a complete reply with a bad CRC as it arrives, and
+        end the pending request at once instead of at pymodbus' timeout."""
         if sending:
             self._rx.clear()
             return data
         self._rx += data
-        corrupt = self._corrupt
-        pending = self._expect and corrupt is not None and not corrupt.done()
-        if pending and rtu_reply_status(bytes(self._rx), self._expect) is False:
-            corrupt.set_result(None)  # type: ignore[union-attr]
+        damaged = self._expect and rtu_reply_status(bytes(self._rx), self._expect) is False
+        if damaged and not self._corrupted:
+            self._corrupted = True
+            pending = getattr(self._client.ctx, "response_future", None)
+            if pending is not None and not pending.done():
+                pending.set_exception(_CorruptReply())
         return data
 
     async def _read_once(self, device_id: int, address: int, count: int) -> list[int]:
@@ -145,37 +147,29 @@ class ProbeBus:
 
     async def _exchange(self, device_id: int, address: int, count: int) -> list[int]:
         await self.open()
-        loop = asyncio.get_running_loop()
-        self._corrupt = corrupt = loop.create_future()
+        self._corrupted = False
         self._expect = 5 + 2 * count
-        request = asyncio.ensure_future(
-            self._client.read_holding_registers(address, count=count, device_id=device_id)
-        )
         try:
-            # pymodbus waits timeout_s itself; the outer bound only guards a hang.
-            done, _ = await asyncio.wait(
-                {request, corrupt}, timeout=self.timeout_s * 2, return_when=FIRST_COMPLETED
-            )
+            # Awaited in the caller's own task, with no task or wait set of its own: every
+            # future between the reply and the caller costs one more pass of the event loop,
+            # and a tick makes about fifteen of these exchanges. pymodbus waits timeout_s
+            # itself; the outer bound only guards a hang.
+            async with asyncio.timeout(self.timeout_s * 2):
+                response = await self._client.read_holding_registers(
+                    address, count=count, device_id=device_id
+                )
+        except (TimeoutError, _CorruptReply, ModbusException) as exc:
+            if isinstance(exc, ConnectionException) and not self._corrupted:
+                raise DeviceDisconnected(f"probe {device_id}: {exc}") from exc
+            self.timeouts += 1
+            if self._corrupted:
+                self.crc_errors += 1
+                raise DeviceTimeout(f"probe {device_id} @{address}: corrupted reply") from None
+            if isinstance(exc, ModbusException):
+                raise DeviceTimeout(f"probe {device_id} @{address}: no reply ({exc})") from exc
+            raise DeviceTimeout(f"probe {device_id} @{address}: no reply") from None
         finally:
             self._expect = 0
-            self._corrupt = None
-        if request not in done:
-            request.cancel()
-            with contextlib.suppress(BaseException):
-                await request
-            self.timeouts += 1
-            if corrupt.done():
-                self.crc_errors += 1
-                raise DeviceTimeout(f"probe {device_id} @{address}: corrupted reply")
-            raise DeviceTimeout(f"probe {device_id} @{address}: no reply")
-        corrupt.cancel()
-        try:
-            response = request.result()
-        except ConnectionException as exc:
-            raise DeviceDisconnected(f"probe {device_id}: {exc}") from exc
-        except (TimeoutError, ModbusException) as exc:
-            self.timeouts += 1
-            raise DeviceTimeout(f"probe {device_id} @{address}: no reply ({exc})") from exc
         if response.isError():
             code = getattr(response, "exception_code", 0)
             raise DeviceRefused(str(code), f"Modbus exception {code} reading {address}")
@@ -183,6 +177,10 @@ class ProbeBus:
         if len(registers) != count:
             raise DeviceError(f"probe {device_id}: {len(registers)} registers, wanted {count}")
         return registers
+
+
+class _CorruptReply(Exception):
+    """A complete reply whose CRC is wrong: the request has failed, no need to wait it out."""
 
 
 def _modbus_table() -> tuple[int, ...]:

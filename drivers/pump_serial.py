@@ -238,7 +238,10 @@ class PumpBus:
                 self._drop_port()
                 raise _PortError(f"write failed: {exc}") from exc
             try:
-                fields = await asyncio.wait_for(future, self.timeout_s)
+                # The task awaits the reply's future itself (wait_for would chain one more
+                # future, one more pass of the event loop per exchange).
+                async with asyncio.timeout(self.timeout_s):
+                    fields = await future
             except TimeoutError:
                 self.timeouts += 1
                 self._rx.clear()  # resync: whatever partial line we hold is garbage now
