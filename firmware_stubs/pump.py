@@ -359,6 +359,7 @@ class PumpBusFirmware:
         if len(set(addresses)) != len(addresses):
             raise ValueError("duplicate pump address on one bus")
         self.pumps = list(pumps)
+        self._by_address = {p.address: p for p in pumps}
         self._buffer = b""
 
     def pump(self, address: int) -> PumpFirmware:
@@ -375,7 +376,11 @@ class PumpBusFirmware:
             line = line.strip()
             if not line.startswith(b"@"):
                 continue
-            for pump in self.pumps:
+            # Every module on the line hears every frame, but only the addressed one can answer
+            # (`handle_line` checks address, CRC and syntax): hand it the frame alone rather than
+            # have each of the bus's modules check the CRC of every request.
+            pump = self._by_address.get(_address_of(line))
+            if pump is not None:
                 reply = pump.handle_line(line, now_s)
                 if reply is not None:
                     replies.append(reply)
@@ -384,3 +389,13 @@ class PumpBusFirmware:
     def advance(self, dt_s: float, now_s: float) -> dict[int, float]:
         """Advance every pump; µL moved per address."""
         return {p.address: p.advance(dt_s, now_s) for p in self.pumps}
+
+
+def _address_of(line: bytes) -> int | None:
+    """The address a request line is sent to (`@<addr>:`), None when it has none; whether the
+    frame is valid is left to the module."""
+    colon = line.find(b":")
+    try:
+        return int(line[1:colon]) if colon > 1 else None
+    except ValueError:
+        return None
