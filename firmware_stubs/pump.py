@@ -376,9 +376,8 @@ class PumpBusFirmware:
             line = line.strip()
             if not line.startswith(b"@"):
                 continue
-            # Every module on the line hears every frame, but only the addressed one can answer
-            # (`handle_line` checks address, CRC and syntax): hand it the frame alone rather than
-            # have each of the bus's modules check the CRC of every request.
+            # Only the addressed module can answer (`handle_line` checks address, CRC, syntax):
+            # no need for every module on the bus to check the CRC of every request.
             pump = self._by_address.get(_address_of(line))
             if pump is not None:
                 reply = pump.handle_line(line, now_s)

@@ -5,7 +5,8 @@ days of process time in seconds, where a socket or pseudo-terminal round trip pe
 dominate. These transports replace only the last hop: pump requests are still encoded, checked
 by the firmware stub and parsed by the serial driver; probe reads still go through the register
 map and the Modbus driver's decoding; heater writes are still range-checked. Only the bytes do
-not travel through the kernel.
+not travel through the kernel. Nothing here ever waits (`answers_in_process`), so the control
+loop asks these transports one after the other rather than at once (shuttled/loop/asking.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from simulators.opcua_bioreactor import ControllerArrays, check_heater_output
 class DirectBioreactor:
     """The bioreactor driver's interface, served straight from the controller's arrays."""
 
+    answers_in_process = True  # never waits: the control loop need not ask it concurrently
+
     def __init__(self, endpoint: str, arrays: ControllerArrays, units: Mapping[str, int]) -> None:
         self.endpoint = endpoint
         self.arrays = arrays
@@ -45,18 +48,20 @@ class DirectBioreactor:
         self.health = Health.LOST
 
     async def read_units(self) -> dict[str, BioreactorReading]:
+        arrays = self.arrays
         readings = {}
+        all_measured = True
         for unit, i in self._units.items():
-            if self.arrays.available[i]:
+            if arrays.available[i]:
                 readings[unit] = BioreactorReading(
-                    float(self.arrays.measured_temperature[i]),
-                    float(self.arrays.volume_ml[i]),
-                    self.arrays.cartridges[i] if i < len(self.arrays.cartridges) else None,
+                    float(arrays.measured_temperature[i]),
+                    float(arrays.volume_ml[i]),
+                    arrays.cartridges[i] if i < len(arrays.cartridges) else None,
                 )
             else:
+                all_measured = False
                 readings[unit] = BioreactorReading(math.nan, math.nan)
         # The same truth the OPC UA driver reports: connected, but some unit cannot be measured.
-        all_measured = all(self.arrays.available[i] for i in self._units.values())
         self.health = Health.CONNECTED if all_measured else Health.DEGRADED
         return readings
 
@@ -71,12 +76,19 @@ class DirectBioreactor:
 
 
 class DirectPumpBus(PumpBus):
-    """A pump bus whose frames are handed to the firmware stub instead of a serial port."""
+    """A pump bus whose frames are handed to the firmware stub instead of a serial port.
+
+    Each frame goes to the pump it addresses, which is what the bus's `feed` does with one whole
+    request line after every other pump has checked its CRC and found it is not meant for it.
+    A request without arguments (STATUS, STOP, CLEAR) is encoded once per sequence number."""
+
+    answers_in_process = True
 
     def __init__(self, port: str, firmware: PumpBusFirmware, now: Callable[[], float]) -> None:
         super().__init__(port)
-        self._firmware = firmware
+        self._pumps = {pump.address: pump for pump in firmware.pumps}
         self._now = now
+        self._frames: dict[tuple[int, int, str], bytes] = {}
 
     async def open(self) -> None:
         return None
@@ -86,19 +98,25 @@ class DirectPumpBus(PumpBus):
 
     async def attempt(self, address: int, command: str, *args: object) -> list[str]:
         seq = self.next_seq()
-        # Answered at once: nothing waits on a line, so the tick runs without a pass of the event
-        # loop (shuttled/loop/eager.py); the order of requests is the driver's, as on a real bus.
-        reply = self._firmware.feed(build_request(address, seq, command, args), self._now())
-        for line in reply.split(b"\n"):
-            parsed = parse_reply(line.strip())
-            if parsed is not None and parsed[:2] == (address, seq):
-                return interpret_reply(address, command, parsed[2])
+        frame = self._frames.get((address, seq, command)) if not args else None
+        if frame is None:
+            frame = build_request(address, seq, command, args).strip()
+            if not args:
+                self._frames[(address, seq, command)] = frame
+        # Answered at once: nothing waits on a line (shuttled/loop/asking.py).
+        pump = self._pumps.get(address)
+        reply = pump.handle_line(frame, self._now()) if pump is not None else None
+        parsed = parse_reply(reply.strip()) if reply is not None else None
+        if parsed is not None and parsed[:2] == (address, seq):
+            return interpret_reply(address, command, parsed[2])
         self.timeouts += 1
         raise NoReply("no reply")
 
 
 class DirectProbeBus(ProbeBus):
     """A Modbus line whose reads are answered from the probes' register maps."""
+
+    answers_in_process = True
 
     def __init__(self, port: str, probes: list[DensityProbeFirmware]) -> None:
         # No pymodbus client: nothing goes over a line.

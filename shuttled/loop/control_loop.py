@@ -17,7 +17,6 @@ over-temperature trip is an interlock (SPEC §4): it also holds a running run wi
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 
@@ -36,6 +35,7 @@ from shuttled.engine.actions import Action, Dispense, StopPump, UnitSnapshot
 from shuttled.engine.persistence import RunPersistence
 from shuttled.engine.statistics import RunStatistics
 from shuttled.engine.unit_run import UnitRun
+from shuttled.loop.asking import answers_in_process, ask
 from shuttled.loop.cartridge_check import CartridgeCheck
 from shuttled.loop.device_loss import DeviceKey, DeviceWatch
 from shuttled.loop.probe_polling import ProbePoller
@@ -130,6 +130,15 @@ class ControlLoop:
         self._last_tick_at = math.nan
         self._journaled_events = {u: 0 for u in self.unit_ids}
         self._sensor_unusable_since: dict[str, float] = {}  # unit -> when its reading went bad
+        self._in_process = answers_in_process(devices)  # the twin's transports (`asking`)
+        # Every device of a unit with its loss alarm, as `_device_losses` goes through them.
+        self._loss_keys = {
+            unit: [(key, key.alarm) for key in (
+                DeviceKey(unit, "bioreactor"), DeviceKey(unit, "probe"),
+                *(DeviceKey(unit, f"pump {name}") for name in devices.units[unit].pumps),
+            )]
+            for unit in self.unit_ids
+        }  # fmt: skip
 
     # --- alarms -----
 
@@ -164,16 +173,16 @@ class ControlLoop:
 
     def _device_losses(self, now: float) -> None:
         """Loss alarms follow the watch; a loss beyond `device_loss_hold_s` holds the run."""
-        for unit in self.unit_ids:
-            keys = [DeviceKey(unit, "bioreactor"), DeviceKey(unit, "probe")]
-            keys += [DeviceKey(unit, f"pump {name}") for name in self.devices.units[unit].pumps]
-            for key in keys:
-                loss = self.watch.lost.get(key)
-                if loss is None:
-                    self._clear_alarm(unit, key.alarm)
-                else:
-                    self._raise_alarm(unit, key.alarm, loss.error)
-        for key, lost_for in self.watch.overdue(now):
+        lost = self.watch.lost
+        for unit, keys in self._loss_keys.items():
+            raised = self.alarms[unit]
+            for key, alarm in keys:
+                loss = lost.get(key)
+                if loss is not None:
+                    self._raise_alarm(unit, alarm, loss.error)
+                elif alarm in raised:
+                    self._clear_alarm(unit, alarm)
+        for key, lost_for in self.watch.overdue(now) if lost else ():
             self.runs[key.unit].action_failed(
                 now, f"device lost: {key.device} on {key.unit} for {lost_for:.0f} s"
             )
@@ -188,9 +197,10 @@ class ControlLoop:
         self.watch.begin_tick()
         # The controllers, the probe lines and the pump lines are independent transports: they
         # are asked at once, so a tick waits for the slowest of them, not for their sum.
-        readings, probes, pumps = await asyncio.gather(
-            self._read_bioreactors(now), self.probes.read(now), self.pumps.read(now)
-        )
+        readings, probes, pumps = await ask(
+            self._in_process,
+            self._read_bioreactors(now), self.probes.read(now), self.pumps.read(now),
+        )  # fmt: skip
         self._device_losses(now)
         self.last_readings = readings
         self.cartridges.check(now, readings)  # a swapped cartridge holds before the engine steps
@@ -223,10 +233,13 @@ class ControlLoop:
             self._update_statistics(run, snapshot)
             planned.append((unit, run, run.step(snapshot)))
         self._make_durable(now)  # fsync before acting: a restart must know what was commanded
+        acted = False
         for unit, run, actions in planned:
             for action in actions:
+                acted = True
                 await self._carry_out(unit, run, action, now)
-        self._make_durable(now)  # and what refusing devices made of it
+        if acted:  # and what refusing devices made of it (no action: nothing changed since)
+            self._make_durable(now)
         self.ticks += 1
 
     def _make_durable(self, now: float) -> None:
@@ -290,7 +303,9 @@ class ControlLoop:
 
     async def _write_heaters(self) -> None:
         for bioreactor in self.devices.bioreactors.values():
-            if any(self.watch.is_lost(DeviceKey(u, "bioreactor")) for u in bioreactor.unit_ids):
+            if self.watch.lost and any(
+                self.watch.is_lost(DeviceKey(u, "bioreactor")) for u in bioreactor.unit_ids
+            ):
                 continue  # already alarmed by the read; the controller's own failsafe applies
             outputs = {u: float(self.heater[self.index[u]]) for u in bioreactor.unit_ids}
             try:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import cache
+from typing import NamedTuple, TypeVar
 
 import structlog
 
@@ -32,9 +33,11 @@ T = TypeVar("T")
 PROBE_EVERY_TICKS = 3  # one reconnect probe per 15 s at the default 5 s control period
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class DeviceKey:
-    """One device as a unit sees it: `device` reads as in a hold reason ("pump media")."""
+class DeviceKey(NamedTuple):
+    """One device as a unit sees it: `device` reads as in a hold reason ("pump media").
+
+    A tuple: looked up in the watch several times a tick for every device, and a tuple hashes
+    and compares without a call into Python."""
 
     unit: str
     device: str
@@ -42,7 +45,12 @@ class DeviceKey:
     @property
     def alarm(self) -> str:
         """The alarm name operators already know from earlier versions (PUMP_MEDIA_LOST...)."""
-        return self.device.upper().replace(" ", "_") + "_LOST"
+        return _loss_alarm(self.device)
+
+
+@cache
+def _loss_alarm(device: str) -> str:
+    return device.upper().replace(" ", "_") + "_LOST"
 
 
 @dataclass(slots=True)
@@ -126,7 +134,8 @@ async def poll_bus(
     results: dict[DeviceKey, T] = {}
     answered = False  # anything on this bus answered this tick
     recovered = False  # a lost device answered this tick: the line is back
-    ordered = sorted(keys, key=watch.poll_order)  # stable: config order kept within a group
+    # Stable: config order kept within a group (nothing lost: the order as given).
+    ordered = sorted(keys, key=watch.poll_order) if watch.lost else keys
     silent_failures = 0  # transport failures before anything answered
     for index, key in enumerate(ordered):
         if watch.is_lost(key) and not recovered and not watch.probe_due(key):

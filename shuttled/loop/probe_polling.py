@@ -36,6 +36,8 @@ class ProbePoller:
         self.liveness_ticks = liveness_ticks
         self.watch = watch
         self.unit_ids = [u.unit_id for u in config.units]
+        self._index = {unit: i for i, unit in enumerate(self.unit_ids)}
+        self._keys = {unit: DeviceKey(unit, "probe") for unit in self.unit_ids}
         # Unit i is read fully on the ticks where (tick + i) is a multiple of its period.
         self._full_every = {
             u.unit_id: max(1, round(u.probe.poll_period_s / config.control_period_s))
@@ -46,14 +48,12 @@ class ProbePoller:
         self.pings = 0
 
     def full_read_due(self, unit: str) -> bool:
-        i = self.unit_ids.index(unit)
-        return (self.watch.tick + i) % self._full_every[unit] == 0
+        return (self.watch.tick + self._index[unit]) % self._full_every[unit] == 0
 
     def _to_ask(self, unit: str) -> bool:
-        key = DeviceKey(unit, "probe")
         return (
             self.full_read_due(unit)
-            or self.watch.is_lost(key)
+            or self.watch.is_lost(self._keys[unit])
             or self.watch.tick - self._last_asked[unit] >= self.liveness_ticks
         )
 
@@ -64,7 +64,7 @@ class ProbePoller:
         for unit in self.unit_ids:
             if self._to_ask(unit):
                 self._last_asked[unit] = self.watch.tick
-                key = DeviceKey(unit, "probe")
+                key = self._keys[unit]
                 by_bus.setdefault(id(self.devices.units[unit].probe_bus), []).append(key)
 
         async def ask(key: DeviceKey) -> ProbeReading | None:
@@ -76,8 +76,11 @@ class ProbePoller:
             await probe.ping()
             return None
 
-        parts = await asyncio.gather(*(poll_bus(keys, ask, self.watch, now)
-                                       for keys in by_bus.values()))  # fmt: skip
+        if len(by_bus) <= 1:  # one line (or none this tick): nothing to ask at once
+            parts = [await poll_bus(keys, ask, self.watch, now) for keys in by_bus.values()]
+        else:
+            parts = await asyncio.gather(*(poll_bus(keys, ask, self.watch, now)
+                                           for keys in by_bus.values()))  # fmt: skip
         return {
             key.unit: reading
             for part in parts

@@ -57,6 +57,10 @@ class PumpPoller:
         self._raise_alarm = raise_alarm
         self._clear_alarm = clear_alarm
         self._counters: dict[DeviceKey, float] = {}
+        self._keys = {
+            unit: {name: DeviceKey(unit, f"pump {name}") for name in devices.units[unit].pumps}
+            for unit in unit_ids
+        }
 
     async def read(self, now: float) -> dict[str, dict[str, PumpView]]:
         """STATUS of the pumps the engine waits on, of lost ones due a probe, of all on a survey
@@ -65,13 +69,18 @@ class PumpPoller:
         by_bus: dict[int, list[DeviceKey]] = {}
         for unit in self.unit_ids:
             watched = watched_pumps(self.runs[unit])
+            keys = self._keys[unit]
             for name, pump in self.devices.units[unit].pumps.items():
-                key = DeviceKey(unit, f"pump {name}")
+                key = keys[name]
                 if survey or name in watched or self.watch.is_lost(key):
                     by_bus.setdefault(id(pump.bus), []).append(key)
-        parts = await asyncio.gather(
-            *(poll_bus(keys, self._status, self.watch, now) for keys in by_bus.values())
-        )
+        if len(by_bus) <= 1:  # one line (or none this tick): nothing to ask at once
+            parts = [await poll_bus(keys, self._status, self.watch, now)
+                     for keys in by_bus.values()]  # fmt: skip
+        else:
+            parts = await asyncio.gather(
+                *(poll_bus(keys, self._status, self.watch, now) for keys in by_bus.values())
+            )
         views: dict[str, dict[str, PumpView]] = {u: {} for u in self.unit_ids}
         for part in parts:
             for key, status in part.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,8 +26,24 @@ from shuttled.simulation.auto_confirm import AutoConfirm, operator_steps_of
 from shuttled.simulation.instrument_config import config_for_instrument
 from simulators.direct_transport import direct_transports
 from simulators.instrument import VirtualInstrument
+from simulators.plant_parameters import InitialConditions, PlantParameters
 
 ANALYSIS_MARGIN = 1.2  # run past the protocol's longest possible duration to see it end
+# The twin's journal is scratch, thrown away with the run: kept in memory where there is a tmpfs,
+# so its fsyncs (a transfer's progress every tick, SQLite's checkpoints) cost no disk.
+_SCRATCH_IN_MEMORY = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+class _TwinClock(VirtualClock):
+    """The virtual clock without its pass of the event loop per tick: that pass lets replies on
+    sockets and pseudo-terminals arrive, and the twin's transports have none (they answer in
+    process, simulators/direct_transport.py). The same moments and the same listeners, so the
+    same run; a tick that does wait on something still waits for it."""
+
+    async def sleep_until(self, t: float) -> None:
+        if t > self._now:
+            self._now = t
+        await self._notify(self._now)
 
 
 @dataclass
@@ -75,14 +92,25 @@ def _longest_seconds(protocol) -> float:
     return sum(p.timeout_s or p.duration_s or 3600.0 for p in protocol.phases) + 3600.0
 
 
-async def analyze(path: Path, overrides: dict[str, float], seed: int = 0) -> Analysis:
-    """Run the protocol on a twin unit; refuses what loading on a unit would refuse."""
+async def analyze(
+    path: Path,
+    overrides: dict[str, float],
+    seed: int = 0,
+    *,
+    plant: PlantParameters | None = None,
+    initial: InitialConditions | None = None,
+) -> Analysis:
+    """Run the protocol on a twin unit; refuses what loading on a unit would refuse.
+
+    `plant` and `initial` replace the nominal plant and starting state (one virtual patient of
+    `shuttlectl analyze --patients`, simulators/patient_variability.py); None: the nominal.
+    """
     protocol = load_protocol_file(path)
     protocol.resolve_parameters(overrides)  # refuse bad parameters before any work
-    clock = VirtualClock()
-    instrument = VirtualInstrument(1, now=clock.now, seed=seed)
+    clock = _TwinClock()
+    instrument = VirtualInstrument(1, now=clock.now, seed=seed, parameters=plant, initial=initial)
     clock.add_advance_listener(instrument.advance_to)
-    with tempfile.TemporaryDirectory(prefix="shuttled-analyze-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="shuttled-analyze-", dir=_SCRATCH_IN_MEMORY) as scratch:
         config = config_for_instrument(
             instrument.endpoints(), Path(scratch), 0, users_file=None
         ).to_daemon_config()
@@ -169,16 +197,18 @@ class _Watch:
         reading = loop.last_readings.get(unit)
         if reading is None:
             return
-        if not math.isnan(reading.volume_ml):
-            self.peak_volume_ml = max(self.peak_volume_ml, reading.volume_ml)
-        if not math.isnan(reading.temperature):
-            self.hottest = max(self.hottest, reading.temperature)
+        volume, temperature = reading.volume_ml, reading.temperature
+        if not math.isnan(volume) and volume > self.peak_volume_ml:
+            self.peak_volume_ml = volume
+        if math.isnan(temperature):
+            return
+        if temperature > self.hottest:
+            self.hottest = temperature
+        if not self._warm:  # every tick of 182 h: the setpoint only until warm
             setpoint = run.temperature_setpoint
-            self._warm = self._warm or (
-                setpoint is not None and reading.temperature >= setpoint - 0.2
-            )
-            if self._warm:
-                self.coldest_after_warm_up = min(self.coldest_after_warm_up, reading.temperature)
+            self._warm = setpoint is not None and temperature >= setpoint - 0.2
+        if self._warm and temperature < self.coldest_after_warm_up:
+            self.coldest_after_warm_up = temperature
 
     def violations(self, run: UnitRun) -> list[str]:
         found = []

@@ -132,7 +132,9 @@ async def test_pump_alarms_latch_until_clear_and_clear_fails_while_the_cause_las
     assert (await pump.status()).state == "STOP"
 
 
-async def test_heater_fail_leaves_the_liquid_cooling_while_the_controller_keeps_the_output(rig: Rig) -> None:
+async def test_heater_fail_leaves_the_liquid_cooling_while_the_controller_keeps_the_output(
+    rig: Rig,
+) -> None:
     await rig.bioreactor.write_heaters({"U01": 100.0, "U02": 100.0})
     rig.schedule.add(Fault("heater_fail", at_s=10.0, duration_s=1800.0, unit="U01"))
     await rig.advance(1800.0)
