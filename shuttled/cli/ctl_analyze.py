@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, fail, parameter_assignment
+from shuttled.cli import ctl_variability
+from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail, parameter_assignment
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -31,8 +32,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="override a protocol parameter",
     )
-    analyze.add_argument("--seed", type=int, default=0, help="seed of the twin's sensor noise")
+    analyze.add_argument("--seed", type=int, default=0,
+                         help="seed of the twin's sensor noise (with --patients: of the patients)")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    ctl_variability.add_arguments(analyze)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from shuttled.simulation.analyze import analyze
 
     configure_logging("error")
+    if ctl_variability.wants_variability(args):
+        return ctl_variability.run(args)
+    if args.workers or args.scheduler or args.html:
+        return fail("--workers, --scheduler and --html need --patients N", EXIT_USAGE)
     try:
         result = asyncio.run(analyze(args.file, dict(args.param), seed=args.seed))
     except ProtocolInvalid as invalid:
