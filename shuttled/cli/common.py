@@ -24,6 +24,18 @@ def fail(message: str, code: int = EXIT_REFUSED) -> int:
     return code
 
 
+def protocol_refused(error: Exception) -> int:
+    """Why a protocol or its parameters were refused (every located error of an invalid file,
+    else one line), and the exit code: what `analyze` and `analyze --patients` both print."""
+    from protocols import ParameterError, ProtocolInvalid
+
+    if isinstance(error, ProtocolInvalid):
+        for located in error.errors:
+            print(located, file=sys.stderr)
+        return EXIT_REFUSED
+    return fail(error.message if isinstance(error, ParameterError) else str(error))
+
+
 def parameter_assignment(text: str) -> tuple[str, float]:
     """`k=v` with a numeric value, for `--param`."""
     name, sep, value = text.partition("=")

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from shuttled.cli import ctl_variability
-from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail, parameter_assignment
+from shuttled.cli.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    fail,
+    parameter_assignment,
+    protocol_refused,
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -51,14 +57,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("--workers, --scheduler and --html need --patients N", EXIT_USAGE)
     try:
         result = asyncio.run(analyze(args.file, dict(args.param), seed=args.seed))
-    except ProtocolInvalid as invalid:
-        for error in invalid.errors:
-            print(error, file=sys.stderr)
-        return EXIT_REFUSED
-    except ParameterError as error:
-        return fail(error.message)
-    except (OperationRefused, ValueError) as error:
-        return fail(str(error))
+    except (ProtocolInvalid, ParameterError, OperationRefused, ValueError) as error:
+        return protocol_refused(error)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

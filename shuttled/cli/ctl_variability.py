@@ -25,7 +25,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shuttled.cli.common import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, fail, positive_int
+from shuttled.cli.common import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    fail,
+    positive_int,
+    protocol_refused,
+)
 
 
 def add_arguments(analyze: argparse.ArgumentParser) -> None:
@@ -62,14 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         job = VariabilityJob.from_file(args.file, dict(args.param), args.seed, args.patients)
-    except ProtocolInvalid as invalid:
-        for error in invalid.errors:
-            print(error, file=sys.stderr)
-        return EXIT_REFUSED
-    except ParameterError as error:
-        return fail(error.message)
-    except ValueError as error:
-        return fail(str(error))
+    except (ProtocolInvalid, ParameterError, ValueError) as error:
+        return protocol_refused(error)
     started = time.monotonic()
     try:
         with _progress(job.patients, enabled=not args.json and sys.stderr.isatty()) as on_done:
