@@ -78,23 +78,31 @@ class Mirror:
         self.clock = clock
         self.loop = loop  # the ControlLoop, once it exists
         self._written: dict[ua.NodeId, Any] = {}
+        self._epoch = clock.to_epoch(clock.now())  # the daemon's time of this refresh, UTC
 
     async def _write(self, node: ua.NodeId, value: Any, kind: ua.VariantType) -> None:
         if node in self._written and _same(self._written[node], value):
             return
         self._written[node] = value
+        # SourceTimestamp is the daemon clock's UTC, like the history (history.py) and MQTT, so a
+        # trend joins its history without a seam even in a scaled simulation; ServerTimestamp is
+        # the wall time the value was written (the service's two are the same).
         await self.server.iserver.write_attribute_value(
             node,
-            ua.DataValue(ua.Variant(value, kind), SourceTimestamp=datetime.now(UTC)),
+            ua.DataValue(ua.Variant(value, kind),
+                         SourceTimestamp=datetime.fromtimestamp(self._epoch, UTC),
+                         ServerTimestamp=datetime.now(UTC)),
         )
 
     async def refresh(self) -> None:
+        self._epoch = self.clock.to_epoch(self.clock.now())
         for unit in self.units:
             await self.refresh_unit(unit)
         alarms = self.loop.alarms if self.loop is not None else {}
         await self._write(self.health_node, device_health(alarms), STRING)
 
     async def refresh_unit(self, unit: str) -> None:
+        self._epoch = self.clock.to_epoch(self.clock.now())
         nodes = self.units[unit]
         run = self.operations.runs[unit]
         values = self._unit_values(unit, run)

@@ -29,6 +29,7 @@ from shuttled.operator_server.address_space import NAMESPACE_URI, AddressSpaceBu
 from shuttled.operator_server.alarm_conditions import AlarmConditions
 from shuttled.operator_server.audit_methods import AuditMethods
 from shuttled.operator_server.bounded_transport import BoundedServer
+from shuttled.operator_server.history import JournalHistory, historize
 from shuttled.operator_server.identity import (
     OperatorInternalServer,
     OperatorPermissions,
@@ -179,6 +180,8 @@ class OperatorServer:
                 device.nodeid, {unit: nodes.object.nodeid for unit, nodes in units.items()},
             )
             await self.alarm_conditions.setup()
+        await historize(server, JournalHistory(self.journal.path, self.clock.to_epoch),
+                        {unit: nodes.variables for unit, nodes in units.items()})
         self.mirror = Mirror(server, builder, units, health, self.operations, self.journal,
                              self.clock)
         make_read_only(server.iserver.aspace._nodes)

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS telemetry (
     pumps TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS telemetry_run ON telemetry (run_id, at);
+CREATE INDEX IF NOT EXISTS telemetry_unit ON telemetry (unit, at);
 """
 # Chain of identity (SPEC §12): the batch (patient) and the cartridge a run is bound to; NULL
 # for a run started without them (outside GMP mode) and for runs of journals from before them.
