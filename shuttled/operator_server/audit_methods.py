@@ -62,6 +62,15 @@ class AuditMethods:
              )],
         )
 
+        await trail.add_method(
+            ua.NodeId(f"{instrument_id}.AuditTrail.ReadLatest", ns),
+            ua.QualifiedName("ReadLatest", ns),
+            self.read_latest,
+            [method_argument("Unit", ua.ObjectIds.String, "the unit whose records are wanted"),
+             method_argument("Count", ua.ObjectIds.UInt32, f"how many, at most {PAGE}")],
+            [method_argument("Records", ua.ObjectIds.String, "JSON array, newest first")],
+        )
+
     def _refused(self, method: str, status: int, message: str) -> ua.CallMethodResult:
         caller = current_caller()
         self.audit.append(user=caller.name, role=caller.role, unit="", method=f"Audit{method}",
@@ -104,7 +113,7 @@ class AuditMethods:
         if isinstance(first, bool) or not isinstance(first, int) or first < 0:
             return self._refused("Read", ua.StatusCodes.BadInvalidArgument,
                                  "FirstRecord must be a non-negative integer")
-        records = [r for r in self.audit.records() if r.seq >= first]
+        records = self.audit.page(first, PAGE + 1)
         page, rest = records[:PAGE], records[PAGE:]
         if first <= 1:
             caller = current_caller()
@@ -114,3 +123,24 @@ class AuditMethods:
             ua.Variant(json.dumps([r.to_dict() for r in page]), ua.VariantType.String),
             ua.Variant(rest[0].seq if rest else 0, ua.VariantType.UInt32),
         ]
+
+    async def read_latest(self, parent: ua.NodeId, *args: Any) -> Any:
+        """A unit's newest records: what a console's unit page shows, without paging through
+        the whole trail (which grows by every call and alarm of every unit, for years)."""
+        refused = self._allowed("ReadLatest")
+        if refused is not None:
+            return refused
+        values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+        if (len(values) != 2 or not isinstance(values[0], str) or isinstance(values[1], bool)
+                or not isinstance(values[1], int) or not 0 < values[1] <= PAGE):
+            return self._refused("ReadLatest", ua.StatusCodes.BadInvalidArgument,
+                                 f"ReadLatest takes Unit (String) and Count (1..{PAGE})")
+        unit, count = values
+        caller = current_caller()
+        # Recorded as a read of the trail, not an action on the unit: page views must not push
+        # the unit's own records out of its page.
+        self.audit.append(user=caller.name, role=caller.role, unit="", method="AuditRead",
+                          arguments={"unit": unit, "latest": count}, reason="", result="Good",
+                          detail="")
+        records = self.audit.latest(unit, count)
+        return [ua.Variant(json.dumps([r.to_dict() for r in records]), ua.VariantType.String)]

@@ -254,17 +254,22 @@ class AuditTrail:
     def records(self, unit: str | None = None, run_id: str | None = None) -> list[AuditRecord]:
         """Every record in order; optionally those of one unit (and from one run's start on)."""
         rows = self._db.execute("SELECT content, hash FROM audit ORDER BY seq").fetchall()
-        result = []
-        for text, digest in rows:
-            try:
-                content = json.loads(text)
-                record = AuditRecord(**content, hash=digest)
-            except (ValueError, TypeError):
-                continue  # unreadable records are verify()'s business, not a listing's
-            if unit is not None and record.unit != unit:
-                continue
-            result.append(record)
-        return result
+        return [r for r in _parsed(rows) if unit is None or r.unit == unit]
+
+    def page(self, first: int, count: int) -> list[AuditRecord]:
+        """At most `count` records from sequence number `first` on: reading a trail of a
+        million records page by page costs one page per page, not the whole trail each time."""
+        rows = self._db.execute("SELECT content, hash FROM audit WHERE seq >= ? ORDER BY seq"
+                                " LIMIT ?", (first, count)).fetchall()
+        return _parsed(rows)
+
+    def latest(self, unit: str, count: int) -> list[AuditRecord]:
+        """The newest `count` records of one unit, newest first: what a unit's page shows. The
+        scan runs back from the newest record, where a unit's recent records are."""
+        rows = self._db.execute(
+            "SELECT content, hash FROM audit WHERE json_extract(content, '$.unit') = ?"
+            " ORDER BY seq DESC LIMIT ?", (unit, count)).fetchall()
+        return _parsed(rows)
 
     def verify(self) -> Verification:
         """The whole check (audit_verify.py) against the daemon's own anchors and key; without
@@ -272,6 +277,18 @@ class AuditTrail:
         if self.anchors is None:
             return verify_database(self._db, None, None)
         return verify_database(self._db, self.anchors.path, self.anchors.key.public)
+
+
+def _parsed(rows: list[tuple[str, str]]) -> list[AuditRecord]:
+    """Records from (content, hash) rows; unreadable ones are verify()'s business, not a
+    listing's."""
+    records = []
+    for text, digest in rows:
+        try:
+            records.append(AuditRecord(**json.loads(text), hash=digest))
+        except (ValueError, TypeError):
+            continue
+    return records
 
 
 def read_journal(path: Path) -> list[AuditRecord]:
@@ -283,10 +300,4 @@ def read_journal(path: Path) -> list[AuditRecord]:
         return []  # a journal from before the audit trail
     finally:
         db.close()
-    records = []
-    for text, digest in rows:
-        try:
-            records.append(AuditRecord(**json.loads(text), hash=digest))
-        except (ValueError, TypeError):
-            continue
-    return records
+    return _parsed(rows)
