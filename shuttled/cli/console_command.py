@@ -122,9 +122,13 @@ async def simulate_with_console(options: SimulateOptions, console: Console,
         console.print(f"Operator console: {server.url}{how}", soft_wrap=True)
         console.file.flush()
 
+    async def stop() -> None:
+        while servers:
+            await servers.pop().stop()
+
     options.on_serving.append(start)
+    options.on_stopping.append(stop)
     try:
         return await simulate(options, console)
     finally:
-        for server in servers:
-            await server.stop()
+        await stop()  # when the simulation failed before it stopped anything

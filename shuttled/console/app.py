@@ -68,8 +68,9 @@ def _next_of(request: Request) -> str:
 
 async def sign_in_form(request: Request) -> Response:
     sessions = console_of(request).sessions
-    if sessions.was_locked(request.cookies.get(COOKIE)):
-        return _sign_in_page(request, locked_message(sessions.idle_lock_s))
+    reason = sessions.lock_reason(request.cookies.get(COOKIE))
+    if reason is not None:
+        return _sign_in_page(request, locked_message(sessions.idle_lock_s, reason))
     return _sign_in_page(request)
 
 

@@ -51,6 +51,7 @@ async def events(request: Request) -> Response:
     console = console_of(request)
     feed = console.sessions.feed
     queue = feed.listen()
+    console.sessions.watch_end(person, queue)  # a lock or lost connection wakes the stream
 
     async def stream():
         try:

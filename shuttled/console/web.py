@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from shuttled import __version__
-from shuttled.console.sessions import COOKIE, Locked, Person, Sessions, same_token
+from shuttled.console.sessions import COOKIE, Locked, LockReason, Person, Sessions, same_token
 
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 1_000_000  # a protocol file is a few kB; a form is smaller
@@ -98,18 +98,27 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return HTMLResponse(page, status_code=status, headers={"Content-Security-Policy": PAGE_CSP})
 
 
-def locked_message(idle_lock_s: float) -> str:
+CONNECTION_LOST_MESSAGE = ("The connection to the instrument was lost (the daemon restarted or "
+                           "the network failed): sign in again.")
+
+
+def locked_message(idle_lock_s: float, reason: LockReason = LockReason.IDLE) -> str:
+    """Why the person must sign in again: a lost connection is not their inactivity, and a
+    night shift must not read it as such (the values they saw had stopped being live)."""
+    if reason is LockReason.CONNECTION_LOST:
+        return CONNECTION_LOST_MESSAGE
     after = f"{idle_lock_s / 60:g} minutes" if idle_lock_s >= 60 else f"{idle_lock_s:g} seconds"
     return f"Your session locked after {after} without activity. Sign in again."
 
 
 def person_of(request: Request, touch: bool = True) -> Person:
-    """The signed-in person, or SignInNeeded (also when the session locked while idle)."""
+    """The signed-in person, or SignInNeeded (also when the session locked: idle, or its
+    connection to the daemon lost)."""
     sessions = console_of(request).sessions
     try:
         person = sessions.find(request.cookies.get(COOKIE))
-    except Locked:
-        raise SignInNeeded(locked_message(sessions.idle_lock_s)) from None
+    except Locked as locked:
+        raise SignInNeeded(locked_message(sessions.idle_lock_s, locked.reason)) from None
     if person is None:
         raise SignInNeeded()
     if touch:

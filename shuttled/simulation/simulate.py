@@ -80,6 +80,9 @@ class SimulateOptions:
     # file (None with --users): how `--console` starts the web console beside the simulation
     # without the simulation knowing the console (the command line wires it).
     on_serving: list[Callable[[str, Path | None], Awaitable[None]]] = field(default_factory=list)
+    # Awaited before the daemon stops: the console signs its people out first, so a normal end
+    # of the simulation is not reported as a lost connection to the instrument.
+    on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def _assign_protocols(options: SimulateOptions, unit_ids: list[str]) -> dict[str, Protocol]:
@@ -249,6 +252,8 @@ async def simulate(options: SimulateOptions, console: Console) -> list[RunSummar
             wall = time.monotonic() - wall_start
             return [summarise(run, daemon.control, clock.now(), wall) for run in active]
         finally:
+            for stopping in options.on_stopping:
+                await stopping()
             if daemon is not None:
                 await daemon.stop()
             await instrument.stop()
