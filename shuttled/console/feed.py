@@ -9,9 +9,12 @@ browser first gets the whole snapshot). The subscription lives in the OPC UA ses
 signed-in person (the console holds no account of its own and stores no password); when that
 person signs out or locks, the feed moves to another signed-in person's session.
 
-It also keeps each unit's trend (temperature, target, heater, density, volume) since the console
-started, decimated to at most `HISTORY_POINTS`: the unit page's chart starts from it, and the run
-report (journal-backed, from the run's first second) is one click away for older history.
+A unit page's chart shows the run so far: the daemon's history of the unit's variables (OPC UA
+HistoryRead, answered from the journal, one row a minute of process time and at every change),
+read in the person's own session when the page opens, followed by the points this feed kept since
+the newest history row (at most four a second, `HISTORY_POINTS` per unit), then the live stream.
+Every point's time is the daemon clock's (the value's SourceTimestamp), so history and live
+points join without a seam, in the service and in a scaled simulation alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from asyncua import ua
 
+from shuttled.client.history import read_history
 from shuttled.client.opcua import Connection, resolve_paths
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ PUBLISH_MS = 100.0  # the daemon's mirror refreshes at most every 0.1 s of wall 
 FLUSH_S = 0.05  # coalescing window before a change goes to the browsers
 HISTORY_POINTS = 4000  # per unit; halved (every other point) when full
 HISTORY_MIN_GAP_S = 0.25  # at most four trend points per second per unit
+IDLE_HISTORY_S = 24 * 3600.0  # an idle unit's chart: the last day of the daemon's clock
 QUEUE_SIZE = 64
 
 
@@ -67,8 +72,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _epoch_ms(data: ua.DataValue) -> float | None:
-    stamp: datetime | None = data.SourceTimestamp or data.ServerTimestamp
+def _epoch_ms(stamp: datetime | None) -> float | None:
     if stamp is None:
         return None
     if stamp.tzinfo is None:
@@ -98,6 +102,7 @@ class LiveFeed:
         self.history: dict[str, list[list[float | None]]] = {}
         self._last_point: dict[str, float] = {}
         self._targets: dict[ua.NodeId, tuple[str, str]] = {}
+        self._trend_nodes: dict[str, dict[str, ua.NodeId]] = {}  # unit -> trend field -> node
         self._dirty: dict[str, dict[str, Any]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._queues: set[asyncio.Queue[str]] = set()
@@ -147,6 +152,10 @@ class LiveFeed:
         if alarm_list is not None:
             targets[alarm_list] = ("", "alarm_list")
         self._targets = targets
+        self._trend_nodes = {}
+        for node_id, (unit, key) in targets.items():
+            if key in TREND_FIELDS:
+                self._trend_nodes.setdefault(unit, {})[key] = node_id
         subscription = await conn.client.create_subscription(
             ua.CreateSubscriptionParameters(RequestedPublishingInterval=PUBLISH_MS,
                                             RequestedLifetimeCount=3000,
@@ -178,22 +187,26 @@ class LiveFeed:
         self.snapshot.setdefault(unit, {"unit": unit})[key] = value
         delta = self._dirty.setdefault(unit, {})
         delta[key] = value
-        stamp = _epoch_ms(data)
-        if stamp is not None:
-            delta["t"] = max(delta.get("t", 0.0), stamp)
+        # "t": when the daemon wrote the value (wall time, what latency is measured from);
+        # "pt": the daemon clock's time of the value (the trend's x, the same as its history's).
+        for name, stamp in (("t", _epoch_ms(data.ServerTimestamp or data.SourceTimestamp)),
+                            ("pt", _epoch_ms(data.SourceTimestamp or data.ServerTimestamp))):
+            if stamp is not None:
+                delta[name] = max(delta.get(name, 0.0), stamp)
+                self.snapshot[unit][name] = max(self.snapshot[unit].get(name, 0.0), stamp)
         if key in TREND_FIELDS:
             self._trend(unit)
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
 
     def _trend(self, unit: str) -> None:
-        now = time.time()
-        if now - self._last_point.get(unit, 0.0) < HISTORY_MIN_GAP_S:
+        now = time.monotonic()
+        values = self.snapshot[unit]
+        if now - self._last_point.get(unit, -math.inf) < HISTORY_MIN_GAP_S or not values.get("pt"):
             return
         self._last_point[unit] = now
-        values = self.snapshot[unit]
         points = self.history.setdefault(unit, [])
-        points.append([round(now, 3), *(values.get(k) for k in TREND_FIELDS)])
+        points.append([round(values["pt"] / 1000.0, 3), *(values.get(k) for k in TREND_FIELDS)])
         if len(points) > HISTORY_POINTS:
             del points[1::2]
 
@@ -226,8 +239,27 @@ class LiveFeed:
     def forget(self, queue: asyncio.Queue[str]) -> None:
         self._queues.discard(queue)
 
-    def unit_history(self, unit: str) -> dict[str, Any]:
-        """Columns for uPlot: x (epoch s) then one list per trend field."""
-        points = self.history.get(unit, [])
+    async def unit_history(self, conn: Connection, unit: str) -> dict[str, Any]:
+        """Columns for uPlot: x (epoch s of the daemon's clock) then one list per trend field,
+        the run so far (an idle unit: the last `IDLE_HISTORY_S`)."""
+        values = self.snapshot.get(unit, {})
+        now_s = (values.get("pt") or time.time() * 1000.0) / 1000.0
+        runtime = values.get("runtime") or 0.0
+        since = now_s - (runtime + 60.0 if runtime > 0 else IDLE_HISTORY_S)
+        ids = self._trend_nodes.get(unit) or {}
+        past: dict[float, list[float | None]] = {}
+        if ids:
+            try:
+                found = await read_history(conn, ids, datetime.fromtimestamp(since, UTC),
+                                           datetime.fromtimestamp(now_s + 3600.0, UTC))
+            except Exception as error:  # the live points still draw
+                log.warning("console could not read history", unit=unit, error=str(error))
+                found = {}
+            for column, key in enumerate(TREND_FIELDS):
+                for at, value in found.get(key, []):
+                    past.setdefault(round(at, 3), [None] * len(TREND_FIELDS))[column] = value
+        newest = max(past, default=-math.inf)
+        points = [[at, *row] for at, row in sorted(past.items())]
+        points += [p for p in self.history.get(unit, []) if p[0] > newest and p[0] >= since]
         columns = list(zip(*points, strict=True)) if points else [() for _ in range(6)]
         return {"fields": ["t", *TREND_FIELDS], "data": [list(c) for c in columns]}

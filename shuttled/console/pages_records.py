@@ -23,6 +23,7 @@ from shuttled.console.web import (
     render,
 )
 
+ENDED = ("COMPLETE", "STOPPED", "ABORTED")  # SPEC §4: a run in these may be reviewed
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RECORD_TIMEOUT_S = 300.0  # a long run's record (and its PDF) is made on demand
 FORMATS = {"json": "application/json", "html": "text/html; charset=utf-8",
@@ -43,10 +44,13 @@ async def _runs(person: Person, snapshot: dict[str, dict[str, Any]]) -> list[dic
                                                [("State",), ("ProgramTemplateId",)])
             runs.append({"run_id": run_id, "unit": unit, "state": state, "protocol": protocol,
                          "active": False})
+        # The unit's current run, unless it has ended and already has its result (an ended run
+        # stays the unit's run until Reset, and must be listed once, as ended).
         live = snapshot.get(unit, {})
-        if live.get("run_id"):
+        if live.get("run_id") and live["run_id"] not in {r["run_id"] for r in runs}:
             runs.append({"run_id": live["run_id"], "unit": unit, "state": live.get("state"),
-                         "protocol": live.get("protocol"), "active": True})
+                         "protocol": live.get("protocol"),
+                         "active": live.get("state") not in ENDED})
     return runs
 
 

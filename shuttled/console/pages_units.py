@@ -74,7 +74,7 @@ async def events(request: Request) -> Response:
 async def history(request: Request) -> Response:
     person = person_of(request, touch=False)
     unit = unit_or_404(person, request.path_params["unit"])
-    return JSONResponse(console_of(request).sessions.feed.unit_history(unit),
+    return JSONResponse(await console_of(request).sessions.feed.unit_history(person.conn, unit),
                         headers={"Cache-Control": "no-store"})
 
 
@@ -97,18 +97,12 @@ async def _operator_step(person: Person, protocol_id: str, prompt: str) -> dict[
 
 
 async def _audit_of_unit(person: Person, unit: str, limit: int = 40) -> list[dict[str, Any]]:
-    """The unit's audit records (who did what, when, why), newest first."""
+    """The unit's newest audit records (who did what, when, why), newest first, read by the
+    daemon from the end of the trail rather than paged through here."""
     trail = await person.conn.child("AuditTrail")
-    records: list[dict[str, Any]] = []
-    first = 1
-    for _ in range(200):  # pages of the trail; a bound, not a loop forever
-        page, following = await call(person.conn, trail, "Read",
-                                     [ua.Variant(first, ua.VariantType.UInt32)])
-        records.extend(r for r in json.loads(page) if r.get("unit") == unit)
-        if not following:
-            break
-        first = following
-    return list(reversed(records[-limit:]))
+    (page,) = await call(person.conn, trail, "ReadLatest",
+                         [text(unit), ua.Variant(limit, ua.VariantType.UInt32)])
+    return list(json.loads(page))
 
 
 async def unit_page(request: Request) -> Response:

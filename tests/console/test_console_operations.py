@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -145,6 +146,30 @@ def test_hold_with_a_reason_changes_the_state(instrument: Instrument, browser) -
     page.context.close()
 
 
+def test_the_unit_page_charts_the_run_so_far_from_the_daemons_history(
+        instrument: Instrument, browser) -> None:
+    page = sign_in(browser, instrument.console, "olga")
+    page.goto(f"{instrument.console}/units/U02")
+    expect(page.locator(".uplot")).to_have_count(3)  # temperature/heater, density, volume
+    history = page.evaluate("fetch('/units/U02/history.json').then((r) => r.json())")
+    times = history["data"][0]
+    with sqlite3.connect(instrument.data_dir / "journal.sqlite3") as db:
+        (run_id,) = db.execute("SELECT run_id FROM runs WHERE unit = 'U02'"
+                               " ORDER BY started_at DESC LIMIT 1").fetchone()
+        rows = db.execute("SELECT at, temperature FROM telemetry WHERE run_id = ? ORDER BY at",
+                          (run_id,)).fetchall()
+    assert len(rows) >= 3
+    # Every row the journal kept since the run started is on the chart, at the daemon clock's
+    # time (one fixed offset from process time), before the points the console saw live.
+    offset = times[0] - rows[0][0]
+    for at, temperature in rows:
+        index = min(range(len(times)), key=lambda i: abs(times[i] - (at + offset)))
+        assert abs(times[index] - (at + offset)) < 1e-3
+        assert history["data"][1][index] == temperature
+    assert times == sorted(times) and times[-1] >= rows[-1][0] + offset
+    page.context.close()
+
+
 def test_acknowledge_an_alarm_raised_by_the_fault_file(instrument: Instrument, browser) -> None:
     page = sign_in(browser, instrument.console, "olga")
     overview = page.get_by_role("region", name="U05")
@@ -193,6 +218,34 @@ def test_open_the_batch_record(instrument: Instrument, browser) -> None:
     assert page.url.endswith(f"/runs/{run_id}/record.html")
     expect(page.locator("body")).to_contain_text(run_id)
     expect(page.locator("body")).to_contain_text("DIN-W1234-26-000042")
+    page.context.close()
+
+
+def test_qa_reviews_and_releases_the_batch_record(instrument: Instrument, browser) -> None:
+    operator = sign_in(browser, instrument.console, "olga")
+    operator.goto(f"{instrument.console}/units/U02")
+    commands = operator.get_by_role("form", name="Commands")
+    commands.get_by_label("Reason").fill("end of the batch")
+    commands.get_by_role("button", name="Stop").click()
+    expect(operator.get_by_role("status")).to_contain_text("Stop accepted")
+    expect(operator.get_by_role("region", name="U02").locator('[data-field="state"]')
+           ).to_have_text("STOPPED")
+    operator.context.close()
+
+    page = sign_in(browser, instrument.console, "quinn")
+    page.goto(f"{instrument.console}/runs")
+    run_id = page.get_by_role("group", name=re.compile(r"^CS-SIM-U02-")).get_attribute(
+        "aria-label")
+    for action, meaning in (("Review", "reviewed"), ("Release", "released")):
+        form = page.get_by_role("form", name=f"{action} {run_id}")
+        form.get_by_label("Password").fill(PASSWORD["quinn"])
+        form.get_by_label("Comment").fill(f"{meaning} from the console")
+        form.get_by_role("button", name=action).click()
+        expect(page.get_by_role("status")).to_contain_text(
+            f"{run_id}: {meaning} (signed {meaning} by Quinn QA)")
+    page.goto(f"{instrument.console}/runs/{run_id}/record.html")
+    expect(page.locator("body")).to_contain_text("Released ")
+    expect(page.locator("body")).to_contain_text("by quinn")
     page.context.close()
 
 

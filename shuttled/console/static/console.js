@@ -31,7 +31,7 @@
     const cards = document.querySelectorAll('[data-unit="' + unit + '"]');
     cards.forEach((card) => {
       for (const [key, value] of Object.entries(values)) {
-        if (key === "t" || key === "unit") continue;
+        if (key === "t" || key === "pt" || key === "unit") continue;
         const format = formats[key] || ((x) => (x === null || x === "" ? "–" : String(x)));
         card.querySelectorAll('[data-field="' + key + '"]').forEach((el) => {
           const text = format(value);
@@ -96,7 +96,10 @@
     fetch("/units/" + unit + "/history.json", { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : null)).then((h) => {
         if (!h || !h.data[0].length) return;
-        for (let i = 0; i < 6; i++) data[i] = h.data[i].concat(data[i]);
+        // The run so far from the daemon's history, then the live points newer than it.
+        const newest = h.data[0][h.data[0].length - 1];
+        const keep = data[0].findIndex((x) => x > newest);
+        for (let i = 0; i < 6; i++) data[i] = h.data[i].concat(keep < 0 ? [] : data[i].slice(keep));
         schedule();
       }).catch(() => {});
     return {
@@ -106,9 +109,17 @@
           if (key in values) { current[key] = values[key]; trend = true; }
         }
         if (!trend) return;
-        data[0].push(Date.now() / 1000);
-        for (const [key, i] of Object.entries(series)) data[i].push(current[key] ?? null);
-        if (data[0].length > 8000) data.forEach((col) => col.splice(0, 1000));
+        // x is the daemon clock's time of the value (SourceTimestamp), as in the history.
+        const x = values.pt ? values.pt / 1000 : Date.now() / 1000;
+        const end = data[0].length - 1;
+        if (end >= 0 && x < data[0][end]) return;
+        if (end >= 0 && x === data[0][end]) {  // more of the same refresh: complete its point
+          for (const [key, i] of Object.entries(series)) data[i][end] = current[key] ?? null;
+        } else {
+          data[0].push(x);
+          for (const [key, i] of Object.entries(series)) data[i].push(current[key] ?? null);
+        }
+        if (data[0].length > 40000) data.forEach((col) => col.splice(0, 5000));
         schedule();
       },
     };
