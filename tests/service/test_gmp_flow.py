@@ -1,6 +1,7 @@
 """The GMP flow of the README with shuttlectl against `shuttled serve` (gmp = true): add a qa
 user, load, see Start refused, submit, approve, start; signatures in `protocol list`, after a
-restart, and in the run report; export a package; print the site key."""
+restart, and in the run report; stop the batch and have QA review and release its record;
+export a package; print the site key."""
 
 from __future__ import annotations
 
@@ -96,7 +97,37 @@ def test_the_gmp_flow_through_shuttlectl_against_shuttled_serve(
         html = (tmp_path / "report.html").read_text()
         assert "approved by Quinn Adams (quinn)" in html
         assert "authored by Simulation supervisor (sim)" in html
+        _released_batch_record(ctl, run_id, quinn_password, tmp_path)
     finally:
         daemon.stop()
     key = ctl("site-key", "--data-dir", str(data_dir), online=False)
     assert key.returncode == 0 and key.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def _released_batch_record(ctl: Callable[..., subprocess.CompletedProcess], run_id: str,
+                           quinn_password: Path, tmp_path: Path) -> None:
+    """The run (HELD after the restart) is stopped; QA reviews and releases its batch record;
+    the record says so and cannot be reviewed again."""
+    stopped = ctl("stop", "U01", "--reason", "end of batch DIN-0001")
+    assert stopped.returncode == 0, stopped.stderr
+    states = []
+    for _ in range(60):  # one sign-in and read per try: bounded, and no sleep
+        status = ctl("status", "--json")
+        states.append(json.loads(status.stdout)[0]["state"])
+        if states[-1] == "STOPPED":
+            break
+    assert states[-1] == "STOPPED", states
+    sign = ("--sign-password-file", str(quinn_password))
+    for action in ("review", "release"):
+        signed = ctl("record", action, run_id, "--comment", f"{action} of DIN-0001", *sign,
+                     user="quinn")
+        assert signed.returncode == 0, signed.stderr
+    again = ctl("record", "review", run_id, *sign, user="quinn")
+    assert again.returncode == 1 and "released" in again.stderr
+    shown = ctl("record", "show", run_id, "-o", str(tmp_path / "record"))
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads((tmp_path / "record" / "record.json").read_text())
+    assert (record["batch"], record["cartridge"], record["state"]) == (
+        "DIN-0001", "CRT-U01", "STOPPED")
+    assert record["released"]["by"] == "quinn" and record["released"]["intact"]
+    assert [s["meaning"] for s in record["signatures"]][-2:] == ["reviewed", "released"]
