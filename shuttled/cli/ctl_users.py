@@ -31,6 +31,7 @@ from pathlib import Path
 
 from shuttled.cli.common import EXIT_OK, fail
 from shuttled.cli.ctl_report import JOURNAL_NAME, ConfigUnavailable, daemon_config
+from shuttled.records.audit import utc_now
 from shuttled.records.users import (
     MIN_PASSWORD_LENGTH,
     ROLES,
@@ -38,6 +39,7 @@ from shuttled.records.users import (
     User,
     UsersFileError,
     hash_password,
+    load_retired,
     load_users,
     needs_upgrade,
     save_users,
@@ -168,7 +170,15 @@ def _load(path: Path, must_exist: bool) -> dict[str, User]:
         raise UserRefused(str(error)) from None
 
 
-def _save(path: Path, users: dict[str, User]) -> None:
+def _retired(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        return load_retired(path)
+    except UsersFileError as error:
+        raise UserRefused(str(error)) from None
+
+
+def _save(path: Path, users: dict[str, User],
+          retired: dict[str, dict[str, str]] | None = None) -> None:
     """Write (atomically, 0600, never through a symlink) and keep the file's owner: root editing
     the file for a daemon running as `shuttled` must not leave it unreadable to the daemon."""
     owner = None
@@ -176,7 +186,7 @@ def _save(path: Path, users: dict[str, User]) -> None:
         status = path.stat()
         owner = (status.st_uid, status.st_gid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_users(path, users, owner=owner)
+    save_users(path, users, owner=owner, retired=retired)
 
 
 def _audit(journal: Path | None, method: str, name: str, role: str, reason: str) -> None:
@@ -209,11 +219,20 @@ def _change(args: argparse.Namespace) -> str:
     users = _load(users_file, must_exist=action != "add")
     if action == "add" and name in users:
         raise UserRefused(f"user {name!r} already exists in {users_file} (use passwd)")
+    retired = _retired(users_file)
+    if action == "add" and name in retired:
+        was = retired[name]
+        raise UserRefused(
+            f"user name {name!r} belonged to {was.get('full_name') or 'an account'} (removed "
+            f"{was.get('removed', '?')}); a user name is never given to anyone else (21 CFR "
+            "11.100(a)): choose another name")
     if action != "add" and name not in users:
         raise UserRefused(f"no user {name!r} in {users_file}")
     if action == "remove":
-        role = users.pop(name).role
-        _save(users_file, users)
+        removed = users.pop(name)
+        role = removed.role
+        retired[name] = {"full_name": removed.full_name, "role": role, "removed": utc_now()}
+        _save(users_file, users, retired)
         _audit(journal, "UserRemove", name, role, args.reason)
         return f"removed {name} from {users_file}"
     role = args.role if action == "add" else users[name].role
@@ -233,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
             accounts = _load(users_file, must_exist=True).values()
             for user in accounts:
                 print(f"{user.name}\t{user.role}\t{user.full_name}")
+            for name, was in _retired(users_file).items():
+                print(f"{name}\t(removed {was.get('removed', '?')})\t{was.get('full_name', '')}")
             weak = sorted(u.name for u in accounts if needs_upgrade(u.password_hash))
             if weak:
                 print(f"note: {', '.join(weak)}: password hashed at a lower cost than scrypt "

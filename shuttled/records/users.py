@@ -24,6 +24,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -130,15 +131,31 @@ class User:
         return self.full_name or self.name
 
 
-def load_users(path: Path) -> dict[str, User]:
+def _read(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(read_private(path).decode("utf-8"))
+        return tomllib.loads(read_private(path).decode("utf-8"))
     except PrivateFileError as error:
         raise UsersFileError(str(error)) from None
     except OSError as error:
         raise UsersFileError(f"{path}: {error.strerror or error}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise UsersFileError(f"{path}: {error}") from None
+
+
+def load_retired(path: Path) -> dict[str, dict[str, str]]:
+    """Names of removed accounts (Part 11 §11.100(a): a user name, which every signature and
+    audit record carries, is never given to anyone else): name -> full_name, role, removed
+    (UTC). Kept in the users file's `[retired]` table; nobody signs in with them."""
+    if not path.exists():
+        return {}
+    retired = _read(path).get("retired", {})
+    if not isinstance(retired, dict) or not all(isinstance(v, dict) for v in retired.values()):
+        raise UsersFileError(f"{path}: [retired] must be a table of removed accounts")
+    return {name: {k: str(v) for k, v in entry.items()} for name, entry in retired.items()}
+
+
+def load_users(path: Path) -> dict[str, User]:
+    data = _read(path)
     users = {}
     for name, entry in data.get("users", {}).items():
         role, password_hash = entry.get("role"), entry.get("password")
@@ -153,13 +170,20 @@ def load_users(path: Path) -> dict[str, User]:
 
 
 def save_users(
-    path: Path, users: dict[str, User], mode: int = 0o600, owner: tuple[int, int] | None = None
+    path: Path, users: dict[str, User], mode: int = 0o600, owner: tuple[int, int] | None = None,
+    retired: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Write atomically (a half-written users file would lock everyone out), mode 0600 unless
-    told otherwise; a symlink in the users file's place is refused."""
-    data = {"users": {u.name: {"role": u.role, "password": u.password_hash,
-                               **({"full_name": u.full_name} if u.full_name else {})}
-                      for u in users.values()}}
+    told otherwise; a symlink in the users file's place is refused. `retired` None keeps the
+    file's retired names as they are (a hash upgrade or a new password must not forget them)."""
+    if retired is None:
+        retired = load_retired(path) if path.exists() and not path.is_symlink() else {}
+    data: dict[str, Any] = {"users": {
+        u.name: {"role": u.role, "password": u.password_hash,
+                 **({"full_name": u.full_name} if u.full_name else {})}
+        for u in users.values()}}
+    if retired:
+        data["retired"] = retired
     replace_private(path, tomli_w.dumps(data).encode("utf-8"), mode, owner)
 
 

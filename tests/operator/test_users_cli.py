@@ -14,7 +14,7 @@ import pytest
 
 from shuttled.records.audit import read_journal, verify_journal
 from shuttled.records.journal import Journal
-from shuttled.records.users import load_users, verify_password
+from shuttled.records.users import load_retired, load_users, upgrade_hash, verify_password
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "shuttled.toml.example"
@@ -215,3 +215,29 @@ def test_new_passwords_are_at_least_twelve_characters_and_a_full_name_is_require
                 str(users), "--password-file", str(twelve))
     assert added.returncode == 0, added.stderr
     assert load_users(users)["ann"].full_name == "Ann QA"
+
+
+def test_a_removed_users_name_is_never_given_to_anyone_else(files: tuple[Path, Path]) -> None:
+    """21 CFR 11.100(a): signatures and audit records carry the user name, so a removed
+    account's name stays retired: re-adding it is refused, and keeping it survives every later
+    rewrite of the file (another account's new password, the daemon's hash upgrade)."""
+    users, password = files
+    for name, full in (("alice", "Alice Archer"), ("bob", "Bob Baker")):
+        added = ctl("add", name, "--role", "operator", "--full-name", full, "--users-file",
+                    str(users), "--password-file", str(password))
+        assert added.returncode == 0, added.stderr
+    assert ctl("remove", "alice", "--users-file", str(users)).returncode == 0
+    again = ctl("add", "alice", "--role", "qa", "--full-name", "Alice Another", "--users-file",
+                str(users), "--password-file", str(password))
+    assert again.returncode == 1
+    assert re.search(r"user name 'alice' belonged to Alice Archer \(removed 20\d\d-.*Z\); a user "
+                     r"name is never given to anyone else", again.stderr)
+    assert set(load_users(users)) == {"bob"}  # nobody signs in as a retired name
+
+    assert ctl("passwd", "bob", "--users-file", str(users), "--password-file",
+               str(password)).returncode == 0
+    bob = load_users(users)["bob"]
+    assert upgrade_hash(users, "bob", bob.password_hash, "correct horse battery")
+    assert load_retired(users)["alice"]["full_name"] == "Alice Archer"
+    listed = ctl("list", "--users-file", str(users))
+    assert re.search(r"^alice\t\(removed 20\d\d-\S+Z\)\tAlice Archer$", listed.stdout, re.M)
