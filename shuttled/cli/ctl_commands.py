@@ -77,7 +77,7 @@ async def cmd_status(session: Session, args: argparse.Namespace) -> int:
     health = await read_paths(session, session.instrument, [("DeviceHealth",)])
     name = (await session.instrument.read_browse_name()).Name
     table = Table(title=f"{name} — device health {health[0]}  (security: {session.policy})")
-    for column in ("unit", "state", "step", "run", "°C", "target", "heater %", "cells/mL",
+    for column in ("unit", "state", "step", "run", "batch", "°C", "target", "heater %", "cells/mL",
                    "growth 1/h", "mL", "alarms / hold reason"):
         table.add_column(column)
     for r in rows:
@@ -85,7 +85,7 @@ async def cmd_status(session: Session, args: argparse.Namespace) -> int:
         if r["hold_reason"]:
             notes = f"{notes}; held: {r['hold_reason']}" if notes else f"held: {r['hold_reason']}"
         table.add_row(
-            r["unit"], r["state"], r["step"] or "", r["run_id"] or "",
+            r["unit"], r["state"], r["step"] or "", r["run_id"] or "", r["batch"] or "",
             _number(r["temperature"], ".2f"), _number(r["temperature_target"], ".1f"),
             _number(r["heater_pct"], ".0f"), _number(r["density"], ".3g"),
             _number(r["growth_rate"], ".4f"), _number(r["volume_ml"], ".1f"), notes,

@@ -108,6 +108,8 @@ def _released_batch_record(ctl: Callable[..., subprocess.CompletedProcess], run_
                            quinn_password: Path, tmp_path: Path) -> None:
     """The run (HELD after the restart) is stopped; QA reviews and releases its batch record;
     the record says so and cannot be reviewed again."""
+    table = ctl("status")  # the people's table names the batch, like --json
+    assert table.returncode == 0 and "DIN-0001" in table.stdout, table.stdout
     stopped = ctl("stop", "U01", "--reason", "end of batch DIN-0001")
     assert stopped.returncode == 0, stopped.stderr
     states = []
