@@ -49,6 +49,15 @@ def _upload(page: Page, base: str, tmp_path: Path, name: str, text: str, unit: s
     form.get_by_role("button", name="Upload").click()
 
 
+def _command(page: Page, base: str, unit: str, command: str, reason: str) -> None:
+    """A state command from the unit page's Commands form, with its reason, accepted."""
+    page.goto(f"{base}/units/{unit}")
+    commands = page.get_by_role("form", name="Commands")
+    commands.get_by_label("Reason").fill(reason)
+    commands.get_by_role("button", name=command).click()
+    expect(page.get_by_role("status")).to_contain_text(f"{command} accepted")
+
+
 def test_sign_in_and_see_sixteen_units_update(instrument: Instrument, browser) -> None:
     page = sign_in(browser, instrument.console, "olga")
     for n in range(1, 17):
@@ -122,11 +131,7 @@ def test_confirm_the_operator_step(instrument: Instrument, browser) -> None:
 
 def test_hold_with_a_reason_changes_the_state(instrument: Instrument, browser) -> None:
     page = sign_in(browser, instrument.console, "olga")
-    page.goto(f"{instrument.console}/units/U02")
-    commands = page.get_by_role("form", name="Commands")
-    commands.get_by_label("Reason").fill("check the bag")
-    commands.get_by_role("button", name="Hold").click()
-    expect(page.get_by_role("status")).to_contain_text("Hold accepted")
+    _command(page, instrument.console, "U02", "Hold", "check the bag")
     card = page.get_by_role("region", name="U02")
     expect(card.locator('[data-field="state"]')).to_have_text("HELD")
     expect(card.locator('[data-field="hold_reason"]')).to_have_text("check the bag")
@@ -223,11 +228,7 @@ def test_open_the_batch_record(instrument: Instrument, browser) -> None:
 
 def test_qa_reviews_and_releases_the_batch_record(instrument: Instrument, browser) -> None:
     operator = sign_in(browser, instrument.console, "olga")
-    operator.goto(f"{instrument.console}/units/U02")
-    commands = operator.get_by_role("form", name="Commands")
-    commands.get_by_label("Reason").fill("end of the batch")
-    commands.get_by_role("button", name="Stop").click()
-    expect(operator.get_by_role("status")).to_contain_text("Stop accepted")
+    _command(operator, instrument.console, "U02", "Stop", "end of the batch")
     expect(operator.get_by_role("region", name="U02").locator('[data-field="state"]')
            ).to_have_text("STOPPED")
     operator.context.close()
