@@ -35,7 +35,7 @@ from shuttled.operator_server.alarm_nodes import (
     new_event,
     new_event_id,
 )
-from shuttled.operator_server.identity import Caller, current_caller
+from shuttled.operator_server.identity import Caller, current_caller, current_session_id
 from shuttled.records.audit import AuditTrail
 
 log = structlog.get_logger("shuttled.operator")
@@ -237,6 +237,9 @@ class AlarmConditions:
         if not values or not isinstance(values[0], int) or values[0] not in service.subscriptions:
             return ua.StatusCode(ua.StatusCodes.BadSubscriptionIdInvalid)
         subscription_id = int(values[0])
+        if service.subscriptions[subscription_id].session_id != current_session_id():
+            # Part 9: only the caller's own subscriptions; another session's id is invalid here
+            return ua.StatusCode(ua.StatusCodes.BadSubscriptionIdInvalid)
         mid = int(values[1]) if len(values) > 1 and isinstance(values[1], int) else None
         items = service.subscriptions[subscription_id].monitored_item_srv
         if mid is not None and mid not in items._monitored_items:

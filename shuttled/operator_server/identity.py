@@ -109,6 +109,17 @@ _current_peer: contextvars.ContextVar[Any] = contextvars.ContextVar(
 )
 
 
+# The OPC UA session id of the method call being executed (ConditionRefresh may only refresh
+# the caller's own subscriptions, OPC UA Part 9 §5.5.7).
+_current_session: contextvars.ContextVar[ua.NodeId | None] = contextvars.ContextVar(
+    "shuttled_operator_session", default=None
+)
+
+
+def current_session_id() -> ua.NodeId | None:
+    return _current_session.get()
+
+
 def current_caller() -> Caller:
     """The caller of the method being executed; anonymous if the call came some other way."""
     return _current_caller.get() or Caller(ANONYMOUS, ANONYMOUS, "")
@@ -161,9 +172,11 @@ class _OperatorSession(InternalSession):
         role = getattr(user, "shuttle_role", ANONYMOUS)
         name = user.name if isinstance(user, OperatorUser) and user.name else ANONYMOUS
         token = _current_caller.set(Caller(name, role, _peer_text(self.name)))
+        session = _current_session.set(self.session_id)
         try:
             return await super().call(params)
         finally:
+            _current_session.reset(session)
             _current_caller.reset(token)
 
 

@@ -101,6 +101,11 @@ async def test_refresh_acknowledge_shelve_roles_and_expiry(tmp_path: Path) -> No
         vera = await connect(daemon.endpoint, "vera")
         assert await _call(vera, condition, ACK, _bytes(trip["EventId"]), _text("x")) == \
             "BadUserAccessDenied"
+        # another session's subscription is not the caller's to refresh (Part 9)
+        assert await _call(vera, ua.NodeId(O.ConditionType),
+                           ua.NodeId(O.ConditionType_ConditionRefresh),
+                           ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)) == \
+            "BadSubscriptionIdInvalid"
         assert await _call(otto, condition, ACK, _bytes(b"not-an-event"), _text("x")) == \
             "BadEventIdUnknown"
         assert await _call(otto, ua.NodeId("CS-TEST.U01", 2), ACK, _bytes(trip["EventId"]),
