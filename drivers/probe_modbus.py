@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import struct
+import termios
 
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException
@@ -40,6 +41,7 @@ from drivers.interfaces import (
     DeviceTimeout,
     ProbeReading,
 )
+from drivers.serial_line import PROBE_LINE, SerialLine
 
 REG_DENSITY_BLOCK = 2089  # unit code (uint32) + density (float32)
 REG_TEMPERATURE_BLOCK = 2409  # unit code (uint32) + temperature (float32)
@@ -50,22 +52,25 @@ STATUS_INVALID = 0x1
 STATUS_OUT_OF_RANGE = 0x2
 STATUS_SENSOR_FAILURE = 0x4
 TEMPERATURE_PLAUSIBLE_C = (-10.0, 150.0)
+# A 4-register read: the request (8 bytes), the slave's 3.5-character silence and its reply
+# (13 bytes), in characters: the longest exchange a read makes.
+READ_EXCHANGE_CHARS = 8 + 3.5 + 13
 
 
 class ProbeBus:
-    """One Modbus RTU line: a pymodbus client and the lock that serialises its requests."""
+    """One Modbus RTU line at the bus's `line` settings: a pymodbus client and the lock that
+    serialises its requests."""
 
     def __init__(
         self,
         port: str,
         *,
-        baudrate: int = 19200,
+        line: SerialLine = PROBE_LINE,
         timeout_s: float = 0.5,
         retries: int = 2,
-        parity: str = "N",
-        stopbits: int = 2,
     ) -> None:
         self.port = port
+        self.line = line
         self.timeout_s = timeout_s
         self.retries = retries
         self.lock = asyncio.Lock()
@@ -78,10 +83,10 @@ class ProbeBus:
         self._client = AsyncModbusSerialClient(
             port,
             framer=FramerType.RTU,
-            baudrate=baudrate,
-            bytesize=8,
-            parity=parity,
-            stopbits=stopbits,
+            baudrate=line.baud,
+            bytesize=line.bytesize,
+            parity=line.parity,
+            stopbits=line.stopbits,
             timeout=timeout_s,
             retries=0,
             reconnect_delay=0.1,
@@ -101,10 +106,11 @@ class ProbeBus:
             return
         try:
             ok = await asyncio.wait_for(self._client.connect(), self.timeout_s * 2)
-        except (TimeoutError, OSError, ModbusException) as exc:
-            raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from exc
+        except (TimeoutError, OSError, ModbusException, termios.error) as exc:
+            # termios.error: the port refused the line settings (pyserial lets it through)
+            raise DeviceDisconnected(f"cannot open {self.port} at {self.line}: {exc}") from exc
         if not ok:
-            raise DeviceDisconnected(f"cannot open {self.port}")
+            raise DeviceDisconnected(f"cannot open {self.port} at {self.line}")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

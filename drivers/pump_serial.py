@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import termios
 
 import serial
 
@@ -33,8 +34,12 @@ from drivers.interfaces import (
     PumpIdentity,
     PumpStatus,
 )
+from drivers.serial_line import PUMP_LINE, SerialLine
 
 MAX_LINE = 512
+# A STATUS request and its longest reply (every alarm, a large dispensed count), in characters:
+# the longest exchange a poll makes, which must fit in a request's timeout at the line's rate.
+STATUS_EXCHANGE_CHARS = 110
 
 
 def _ccitt_table() -> tuple[int, ...]:
@@ -83,13 +88,13 @@ class NoReply(Exception):
 
 
 class PumpBus:
-    """One serial port with any number of pumps on it."""
+    """One serial port with any number of pumps on it, at the bus's `line` settings."""
 
     def __init__(
-        self, port: str, *, baudrate: int = 115200, timeout_s: float = 0.5, retries: int = 2
+        self, port: str, *, line: SerialLine = PUMP_LINE, timeout_s: float = 0.5, retries: int = 2
     ) -> None:
         self.port = port
-        self.baudrate = baudrate
+        self.line = line
         self.timeout_s = timeout_s
         self.retries = retries
         self.lock = asyncio.Lock()
@@ -115,9 +120,12 @@ class PumpBus:
             return
         self._loop = asyncio.get_running_loop()
         try:
-            ser = serial.Serial(self.port, baudrate=self.baudrate, timeout=0, write_timeout=1.0)
-        except (serial.SerialException, OSError) as exc:
-            raise DeviceDisconnected(f"cannot open {self.port}: {exc}") from exc
+            ser = serial.Serial(
+                self.port, baudrate=self.line.baud, bytesize=self.line.bytesize,
+                parity=self.line.parity, stopbits=self.line.stopbits, timeout=0, write_timeout=1.0,
+            )  # fmt: skip
+        except (serial.SerialException, OSError, termios.error) as exc:  # termios: refused settings
+            raise DeviceDisconnected(f"cannot open {self.port} at {self.line}: {exc}") from exc
         if self._opened_once:
             self.reopens += 1
         self._opened_once = True

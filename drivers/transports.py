@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from drivers.bioreactor_opcua import OpcUaBioreactor
 from drivers.probe_modbus import ProbeBus
 from drivers.pump_serial import PumpBus
+from drivers.serial_line import SerialLine
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,15 @@ class Transports:
 
     The digital twin (`shuttlectl analyze`) swaps in in-process transports to the same firmware
     stubs, so the same drivers' parsing, the same control loop and the same engine run without
-    sockets or pseudo-terminals.
+    sockets or pseudo-terminals. A bus is made from its port, the request timeout and its line
+    settings (`[buses.<name>]`); an in-process bus has no wire and ignores the latter.
     """
 
     # None: the OPC UA driver built from the unit's BioreactorConfig (`opcua_bioreactor`).
     bioreactor: Callable[[str, str, dict[str, str], float], OpcUaBioreactor] | None = None
-    pump_bus: Callable[[str, float], PumpBus] = lambda port, timeout: PumpBus(
-        port, timeout_s=timeout
+    pump_bus: Callable[[str, float, SerialLine], PumpBus] = lambda port, timeout, line: PumpBus(
+        port, line=line, timeout_s=timeout
     )
-    probe_bus: Callable[[str, float], ProbeBus] = lambda port, timeout: ProbeBus(
-        port, timeout_s=timeout
+    probe_bus: Callable[[str, float, SerialLine], ProbeBus] = lambda port, timeout, line: (
+        ProbeBus(port, line=line, timeout_s=timeout)
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.serial_line import PROBE_LINE, PUMP_LINE, SerialLine
 from shuttled.control.temperature import TemperatureGains
 
 
@@ -39,6 +40,7 @@ class PumpConfig:
     ul_per_rev: float
     into_vessel: bool
     max_rpm: float = 300.0
+    line: SerialLine = PUMP_LINE  # the bus's baud rate and framing (`[buses.<name>]`)
 
     @property
     def max_rate_ul_min(self) -> float:
@@ -52,6 +54,7 @@ class ProbeConfig:
     # Density changes over hours and the bus is shared: a probe is read every this many seconds
     # (at least every control tick), staggered over the ticks so each tick reads a few probes.
     poll_period_s: float = 30.0
+    line: SerialLine = PROBE_LINE  # the bus's baud rate and framing (`[buses.<name>]`)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from drivers.bioreactor_security import ControllerNotTrusted, ControllerRefusedU
 from drivers.interfaces import DeviceError, DeviceRefused
 from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
 from drivers.pump_serial import PumpBus, SerialPump
+from drivers.serial_line import SerialLine, modbus_deviation
 from drivers.transports import Transports
 from shuttled.config import BioreactorConfig, DaemonConfig
 
@@ -141,16 +142,28 @@ class Devices:
             pumps = {}
             for name, pump in unit.pumps.items():
                 if pump.port not in self.pump_buses:
-                    self.pump_buses[pump.port] = make.pump_bus(pump.port, timeout)
+                    self.pump_buses[pump.port] = make.pump_bus(pump.port, timeout, pump.line)
                 bus = self.pump_buses[pump.port]
                 pumps[name] = SerialPump(bus, pump.address)
             if unit.probe.port not in self.probe_buses:
-                self.probe_buses[unit.probe.port] = make.probe_bus(unit.probe.port, timeout)
+                self.probe_buses[unit.probe.port] = make.probe_bus(
+                    unit.probe.port, timeout, unit.probe.line
+                )
+                self._warn_if_not_rtu_framing(unit.probe.port, unit.probe.line)
             probe_bus = self.probe_buses[unit.probe.port]
             bioreactor = self.bioreactors[(unit.bioreactor.endpoint, unit.bioreactor.namespace_uri)]
             self.units[unit.unit_id] = UnitDevices(
                 bioreactor, pumps, ModbusDensityProbe(probe_bus, unit.probe.device_id), probe_bus
             )
+
+    @staticmethod
+    def _warn_if_not_rtu_framing(port: str, line: SerialLine) -> None:
+        """Once per bus and start: a probe bus at 8N1 is allowed (many devices ship so), but it
+        is not what Modbus RTU specifies, and a misread device label is the usual reason."""
+        deviation = modbus_deviation(line)
+        if deviation is not None:
+            log.warning("probe bus framing is not Modbus RTU's", port=port, line=str(line),
+                        reason=deviation)
 
     def use_clock(self, now: Callable[[], float]) -> None:
         """Reconnect backoff in process time, so a loss costs the same process time whatever

@@ -26,7 +26,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 from drivers.clock import RealClock
-from simulators.bench_config import ConfigNotes, bench_ports, check_bench_args, daemon_view
+from simulators.bench_config import (
+    ConfigNotes,
+    bench_ports,
+    check_bench_args,
+    daemon_view,
+    line_settings,
+)
 from simulators.cartridges import parse_assignments
 from simulators.faults import FaultFileInvalid, load_fault_file
 from simulators.instrument import InstrumentEndpoints, VirtualInstrument, unit_id_of
@@ -101,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         "line settings and byte timing",
         "By default the pseudo-terminals answer as fast as the kernel copies bytes. With "
         "--byte-timing a reply arrives when it would on a real line: after the request's and "
-        "the reply's time on the wire (pumps 8N1, probes 8N2) plus the device's turnaround, "
-        "in simulated time (divided by --speed). Buses on serial devices (--pump-port, "
-        "--probe-port) are opened at the baud rates and framings below and always take the "
-        "line's time, in real time.",
+        "the reply's time on the wire (at the baud rates and framings below) plus the device's "
+        "turnaround, in simulated time (divided by --speed). Buses on serial devices "
+        "(--pump-port, --probe-port) are opened at these settings and always take the line's "
+        "time, in real time. --print-config writes them into the daemon's [buses.*] sections.",
     )
     timing.add_argument(
         "--byte-timing", action="store_true", help="time the serial buses like real lines"
@@ -117,11 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     timing.add_argument(
         "--pump-framing", default="8N1", metavar="8N1",
-        help="pump bus data bits, parity (N, E, O, M, S) and stop bits (default 8N1, SPEC §7)",
+        help="pump bus data bits (7, 8), parity (N, E, O) and stop bits (1, 2) (default 8N1, "
+        "SPEC §7)",
     )
     timing.add_argument(
         "--probe-framing", default="8N2", metavar="8N2",
-        help="probe bus data bits, parity and stop bits (default 8N2, SPEC §8)",
+        help="probe bus data bits (8: Modbus RTU), parity and stop bits (default 8N2, SPEC §8)",
     )
     timing.add_argument(
         "--turnaround-ms",
@@ -229,11 +236,14 @@ def _pki_dir(args: argparse.Namespace) -> Path | None:
 def _serial_timing(args: argparse.Namespace) -> SerialTiming | None:
     if not args.byte_timing:
         return None
+    pump_line, probe_line = line_settings(args)
     return SerialTiming(
         speed=args.speed,
         pump_baud=args.pump_baud,
         probe_baud=args.probe_baud,
         turnaround_s=args.turnaround_ms / 1000.0,
+        pump_bits_per_char=pump_line.bits_per_char,
+        probe_bits_per_char=probe_line.bits_per_char,
     )
 
 

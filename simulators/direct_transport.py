@@ -154,6 +154,6 @@ def direct_transports(instrument: VirtualInstrument, now: Callable[[], float]) -
 
     return Transports(
         bioreactor=bioreactor,
-        pump_bus=lambda port, _timeout: DirectPumpBus(port, pump_firmware[port], now),
-        probe_bus=lambda port, _timeout: DirectProbeBus(port, probe_firmware[port]),
+        pump_bus=lambda port, _timeout, _line: DirectPumpBus(port, pump_firmware[port], now),
+        probe_bus=lambda port, _timeout, _line: DirectProbeBus(port, probe_firmware[port]),
     )

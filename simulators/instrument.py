@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.serial_line import PROBE_LINE, PUMP_LINE, SerialLine
 from firmware_stubs.probe import DensityProbeFirmware, ModbusRtuBusFirmware
 from firmware_stubs.pump import PumpBusFirmware, PumpFirmware
 from simulators import fault_effects, plant, probe_model
@@ -69,6 +70,7 @@ class PumpEndpoint:
     address: int
     ul_per_rev: float
     into_vessel: bool
+    line: SerialLine = PUMP_LINE  # the settings the bus is served at (its timing, on a bench)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ProbeEndpoint:
     unit_id: str
     port: str
     device_id: int
+    line: SerialLine = PROBE_LINE
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ class VirtualInstrument:
                 address,
                 spec.ul_per_rev,
                 spec.into_vessel,
+                self.bench_ports.pump_line,
             )
             for (bus_index, address), (unit, spec) in sorted(self._pump_routes.items())
         ]
@@ -245,6 +249,7 @@ class VirtualInstrument:
                 self.unit_ids[unit],
                 self.probe_buses[unit // UNITS_PER_PROBE_BUS][0].port_path,
                 unit % UNITS_PER_PROBE_BUS + 1,
+                self.bench_ports.probe_line,
             )
             for unit in range(len(self.unit_ids))
         ]

@@ -298,23 +298,25 @@ class PtyBus(SerialBus):
 
 @dataclass(frozen=True)
 class SerialTiming:
-    """Byte timing for all of an instrument's buses, at the rates and framings of SPEC §7/§8.
-
-    The drivers open the ports at these rates by default, so this is "the configured baud
-    rate" unless an installation changes both sides.
+    """Byte timing for all of an instrument's buses, by default at the rates and framings of
+    SPEC §7/§8, which the drivers open the ports at unless the configuration's `[buses.*]` say
+    otherwise (`shuttle-sim --pump-baud/--pump-framing` set both, through --print-config).
     """
 
     speed: float = 1.0  # the clock's simulated seconds per wall second
     pump_baud: float = 115200.0  # SPEC §7: 8N1, 10 bits per byte
     probe_baud: float = 19200.0  # SPEC §8: 8N2, 11 bits per byte
     turnaround_s: float = DEFAULT_TURNAROUND_S
+    pump_bits_per_char: float = 10
+    probe_bits_per_char: float = 11
 
     def pumps(self) -> LineTiming:
-        return LineTiming(self.pump_baud, 10, self.turnaround_s, self.speed)
+        return LineTiming(self.pump_baud, self.pump_bits_per_char, self.turnaround_s, self.speed)
 
     def probes(self) -> LineTiming:
-        turnaround = max(self.turnaround_s, modbus_silence_s(self.probe_baud, 11))
-        return LineTiming(self.probe_baud, 11, turnaround, self.speed)
+        bits = self.probe_bits_per_char
+        turnaround = max(self.turnaround_s, modbus_silence_s(self.probe_baud, bits))
+        return LineTiming(self.probe_baud, bits, turnaround, self.speed)
 
 
 def modbus_silence_s(baud: float, bits_per_char: float) -> float:

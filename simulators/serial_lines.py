@@ -3,8 +3,9 @@
 On a bench, `shuttle-sim --pump-port DEV --probe-port DEV` plays the pump modules and probes on
 RS-485 adapters wired to the instrument PC's adapters, so the daemon's own serial settings, udev
 names and timeouts meet a line instead of a pseudo-terminal the simulator made. Each device is
-opened with pyserial at the bus's line settings (`LineSettings`: SPEC §7, pumps 115200 8N1;
-SPEC §8, probes 19200 8N2) and served by the same loop as a pseudo-terminal (`SerialBus`).
+opened with pyserial at the bus's line settings (`drivers.serial_line.SerialLine`: SPEC §7,
+pumps 115200 8N1; SPEC §8, probes 19200 8N2; `--pump-baud`, `--pump-framing`... to change) and
+served by the same loop as a pseudo-terminal (`SerialBus`).
 
 Timing is the line's, in real time whatever the simulation clock's speed, since a wire does not
 run faster when the plant does: the UART takes each byte's time on the wire, and the firmware
@@ -16,9 +17,9 @@ PARMRK), which no valid frame contains, so the frame fails its CRC and gets no r
 One end of a `socat` pair of pseudo-terminals stands in for an adapter on a bench without
 hardware (tests/hil, docs/hil.md). There the kernel moves bytes whatever the baud rate and
 parity, so the bus plays the line itself: it adds each byte's time on the wire, and it does what
-the two UARTs would do with bytes framed differently (`uart_receive`), taking the far end to be
-at the bus's standard settings, which is what `shuttled serve` opens. A wrong baud rate or
-parity therefore gives the daemon what it would get from hardware: garbage or nothing.
+the two UARTs would do with bytes framed differently (`uart_receive`), reading the far end's
+settings from the daemon's end of the pair (`simulators.far_end`). A wrong baud rate or parity
+on either side therefore gives the daemon what it would get from hardware: garbage or nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import errno
-import os
-import re
 import termios
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,84 +34,29 @@ from dataclasses import dataclass
 import serial
 import structlog
 
+from drivers.serial_line import PROBE_LINE, PUMP_LINE, SerialLine
+from simulators.far_end import FarEnd, is_pseudo_terminal
 from simulators.pty_bus import DEFAULT_TURNAROUND_S, LineTiming, SerialBus, modbus_silence_s
 
 log = structlog.get_logger("simulators.serial")
-
-PARITIES = {
-    "N": serial.PARITY_NONE,
-    "E": serial.PARITY_EVEN,
-    "O": serial.PARITY_ODD,
-    "M": serial.PARITY_MARK,
-    "S": serial.PARITY_SPACE,
-}
-_FRAMING = re.compile(r"^([5-8])([NEOMS])(1|1\.5|2)$")
-PTY_SLAVE_MAJORS = range(136, 144)  # Unix98 pseudo-terminal slaves (Linux devices.txt)
 
 
 class SerialPortUnavailable(Exception):
     """A bench's serial device cannot be opened as asked; the message names device and reason."""
 
 
-@dataclass(frozen=True)
-class LineSettings:
-    """Baud rate and character framing of one serial line, as a device's label states them."""
-
-    baud: int
-    bytesize: int = 8
-    parity: str = "N"  # N(one), E(ven), O(dd), M(ark), S(pace)
-    stopbits: float = 1
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.baud, int) and self.baud > 0):
-            raise ValueError(f"a baud rate is a positive whole number, not {self.baud!r}")
-        if not _FRAMING.match(self.framing):
-            raise ValueError(f"framing {self.framing!r}: data bits 5-8, parity N, E, O, M or S, "
-                             "stop bits 1, 1.5 or 2 (such as 8N1)")
-
-    @classmethod
-    def of(cls, baud: float, framing: str) -> LineSettings:
-        """From a baud rate and a framing such as ``8N1`` or ``8E1`` (case-insensitive)."""
-        match = _FRAMING.match(framing.strip().upper())
-        if match is None:
-            raise ValueError(f"framing {framing!r}: data bits 5-8, parity N, E, O, M or S, stop "
-                             "bits 1, 1.5 or 2, written together (such as 8N1, 8E1 or 8N2)")
-        if not (baud > 0 and float(baud).is_integer()):
-            raise ValueError(f"a baud rate is a positive whole number, not {baud!r}")
-        size, parity, stop = match.groups()
-        return cls(int(baud), int(size), parity, float(stop) if stop == "1.5" else int(stop))
-
-    @property
-    def framing(self) -> str:
-        stop = "1.5" if self.stopbits == 1.5 else str(int(self.stopbits))
-        return f"{self.bytesize}{self.parity}{stop}"
-
-    @property
-    def bits_per_char(self) -> float:
-        """Bits one character takes on the wire: start, data, parity if any, stop."""
-        return 1 + self.bytesize + (self.parity != "N") + self.stopbits
-
-    def receives_as_sent(self, sender: LineSettings) -> bool:
-        """Whether a UART at these settings reads what `sender` sends unchanged. Stop bits may
-        differ: a UART checks only the first, and a longer stop is idle line to it."""
-        return (self.baud, self.bytesize, self.parity) == (
-            sender.baud, sender.bytesize, sender.parity
-        )
-
-    def __str__(self) -> str:
-        return f"{self.baud} {self.framing}"
-
-
-PUMP_LINE = LineSettings(115200, 8, "N", 1)  # SPEC §7
-PROBE_LINE = LineSettings(19200, 8, "N", 2)  # SPEC §8
+def reads_as_sent(read: SerialLine, sender: SerialLine) -> bool:
+    """Whether a UART at `read` receives what one at `sender` sends unchanged. Stop bits may
+    differ: a UART checks only the first, and a longer stop is idle line to it."""
+    return (read.baud, read.bytesize, read.parity) == (sender.baud, sender.bytesize, sender.parity)
 
 
 def _parity_bit(bits: list[int], parity: str) -> int:
     ones = sum(bits) % 2
-    return {"E": ones, "O": 1 - ones, "M": 1, "S": 0}[parity]
+    return ones if parity == "E" else 1 - ones
 
 
-def _waveform(data: bytes, sent: LineSettings) -> tuple[list[float], list[int]]:
+def _waveform(data: bytes, sent: SerialLine) -> tuple[list[float], list[int]]:
     """The line level `data` makes at `sent`, bytes back to back: (segment start s, level)."""
     bit = 1.0 / sent.baud
     starts: list[float] = []
@@ -130,7 +74,7 @@ def _waveform(data: bytes, sent: LineSettings) -> tuple[list[float], list[int]]:
     return starts, levels
 
 
-def uart_receive(data: bytes, sent: LineSettings, read: LineSettings, *, errors_as_nul: bool
+def uart_receive(data: bytes, sent: SerialLine, read: SerialLine, *, errors_as_nul: bool
                  ) -> bytes:
     """What a UART at `read` receives when `data` is sent back to back at `sent`.
 
@@ -140,7 +84,7 @@ def uart_receive(data: bytes, sent: LineSettings, read: LineSettings, *, errors_
     error or a low stop bit (framing error) is read as NUL with `errors_as_nul` (a device's
     firmware; INPCK), else as its data bits (the daemon: pyserial turns INPCK off).
     """
-    if not data or read.receives_as_sent(sent):
+    if not data or reads_as_sent(read, sent):
         return data
     starts, levels = _waveform(data, sent)
     falls = [t for t, level in zip(starts, levels, strict=True) if level == 0]
@@ -169,42 +113,38 @@ def uart_receive(data: bytes, sent: LineSettings, read: LineSettings, *, errors_
     return bytes(received)
 
 
-def is_pseudo_terminal(fd: int) -> bool:
-    """Whether `fd` is the slave of a pseudo-terminal (a socat pair), not a UART."""
-    with contextlib.suppress(OSError):
-        if os.ttyname(fd).startswith("/dev/pts/"):
-            return True
-    return os.major(os.fstat(fd).st_rdev) in PTY_SLAVE_MAJORS
-
-
 class SerialPortBus(SerialBus):
     """An existing serial device played by firmware stubs at `line`; see the module docstring.
 
-    `far_end` is what the other end of the line is set to; it matters only on a pseudo-terminal,
-    where the bus emulates the two UARTs. `modbus` makes the turnaround at least the RTU silence.
+    `far_end` is what the other end of the line is set to, fixed or read from the daemon's end
+    (`FarEnd`); it matters only on a pseudo-terminal, where the bus plays the two UARTs and
+    warns once for each setting of the far end that differs. `modbus` makes the turnaround at
+    least the RTU silence.
     """
 
     def __init__(
         self,
         device: str,
         handler: Callable[[bytes], bytes],
-        line: LineSettings,
+        line: SerialLine,
         *,
-        far_end: LineSettings,
+        far_end: SerialLine | FarEnd,
         turnaround_s: float = DEFAULT_TURNAROUND_S,
         modbus: bool = False,
     ) -> None:
         try:
             # exclusive: two simulators answering on one line would collide on every frame.
             self._serial = serial.Serial(
-                device, baudrate=line.baud, bytesize=line.bytesize, parity=PARITIES[line.parity],
+                device, baudrate=line.baud, bytesize=line.bytesize, parity=line.parity,
                 stopbits=line.stopbits, timeout=0, exclusive=True,
             )  # fmt: skip
-        except (serial.SerialException, OSError, ValueError) as error:
+        except (serial.SerialException, OSError, ValueError, termios.error) as error:
+            # termios.error: the device refused the settings (pyserial lets it through)
             raise SerialPortUnavailable(f"{device}: cannot open at {line}: {error}") from None
         fd = self._serial.fileno()
         self.line = line
-        self.far_end = far_end
+        self.far_end = far_end if isinstance(far_end, FarEnd) else FarEnd(far_end)
+        self._warned: set[SerialLine] = set()
         try:
             self.pseudo_terminal = is_pseudo_terminal(fd)
             if not self.pseudo_terminal:
@@ -219,22 +159,28 @@ class SerialPortBus(SerialBus):
                             wire=self.pseudo_terminal)
         super().__init__(fd, handler, timing)
         self.port_path = device
-        self._emulate = self.pseudo_terminal and not (
-            line.receives_as_sent(far_end) and far_end.receives_as_sent(line)
-        )
-        if self._emulate:
+
+    def _differing_far_end(self) -> SerialLine | None:
+        """The far end's settings when the bus must play two UARTs that disagree, else None."""
+        if not self.pseudo_terminal:
+            return None  # a real UART does the garbling itself
+        far = self.far_end.line()
+        if reads_as_sent(self.line, far) and reads_as_sent(far, self.line):
+            return None
+        if far not in self._warned:
+            self._warned.add(far)
             log.warning("line settings differ from the far end's: bytes are garbled as two UARTs "
-                        "would garble them", device=device, line=str(line), far_end=str(far_end))
+                        "would garble them", device=self.port_path, line=str(self.line),
+                        far_end=str(far))
+        return far
 
     def _from_line(self, data: bytes) -> bytes:
-        if not self._emulate:
-            return data
-        return uart_receive(data, self.far_end, self.line, errors_as_nul=True)
+        far = self._differing_far_end()
+        return data if far is None else uart_receive(data, far, self.line, errors_as_nul=True)
 
     def _to_line(self, data: bytes) -> bytes:
-        if not self._emulate:
-            return data
-        return uart_receive(data, self.line, self.far_end, errors_as_nul=False)
+        far = self._differing_far_end()
+        return data if far is None else uart_receive(data, self.line, far, errors_as_nul=False)
 
     def _read_failed(self, error: OSError | None) -> None:
         """An adapter unplugged (or the socat pair gone): stop serving this line, say so once,
@@ -247,6 +193,7 @@ class SerialPortBus(SerialBus):
             self._loop.remove_reader(self._fd)
 
     def _close_line(self) -> None:
+        self.far_end.close()
         with contextlib.suppress(Exception):
             self._serial.close()
 
@@ -262,24 +209,33 @@ def _discard_errored_characters(fd: int) -> None:
 @dataclass(frozen=True)
 class BenchPorts:
     """The existing serial devices an instrument's buses are served on, one per bus in order
-    (empty: new pseudo-terminals), and their line settings."""
+    (empty: new pseudo-terminals), their line settings, and the daemon's ends of the wires
+    (`--daemon-pump-port`...: where a socat pair's far end settings are read; empty: unknown)."""
 
     pump_ports: tuple[str, ...] = ()
     probe_ports: tuple[str, ...] = ()
-    pump_line: LineSettings = PUMP_LINE
-    probe_line: LineSettings = PROBE_LINE
+    pump_line: SerialLine = PUMP_LINE
+    probe_line: SerialLine = PROBE_LINE
     turnaround_s: float = DEFAULT_TURNAROUND_S
+    daemon_pump_ports: tuple[str, ...] = ()
+    daemon_probe_ports: tuple[str, ...] = ()
 
     def pump_bus(self, index: int, handler: Callable[[bytes], bytes]) -> SerialPortBus | None:
         """The pump bus `index` on its device, or None when pumps are on pseudo-terminals."""
         if not self.pump_ports:
             return None
+        far_end = FarEnd(self.pump_line, _nth(self.daemon_pump_ports, index))
         return SerialPortBus(self.pump_ports[index], handler, self.pump_line,
-                             far_end=PUMP_LINE, turnaround_s=self.turnaround_s)
+                             far_end=far_end, turnaround_s=self.turnaround_s)
 
     def probe_bus(self, index: int, handler: Callable[[bytes], bytes]) -> SerialPortBus | None:
         """The probe bus `index` on its device, or None when probes are on pseudo-terminals."""
         if not self.probe_ports:
             return None
+        far_end = FarEnd(self.probe_line, _nth(self.daemon_probe_ports, index))
         return SerialPortBus(self.probe_ports[index], handler, self.probe_line,
-                             far_end=PROBE_LINE, turnaround_s=self.turnaround_s, modbus=True)
+                             far_end=far_end, turnaround_s=self.turnaround_s, modbus=True)
+
+
+def _nth(ports: tuple[str, ...], index: int) -> str | None:
+    return ports[index] if index < len(ports) else None

@@ -35,6 +35,7 @@ from shuttled.config import (
     UnitLimits,
 )
 from shuttled.control.temperature import TemperatureGains
+from shuttled.service.bus_section import BusSection, slow_bus_problem
 
 DEFAULT_CONFIG_PATH = Path("/etc/shuttled/shuttled.toml")
 
@@ -150,11 +151,6 @@ class BioreactorSection(_Strict):
         return self
 
 
-class BusSection(_Strict):
-    port: str
-    kind: Literal["pumps", "modbus"]
-
-
 class PumpSection(_Strict):
     bus: str
     address: int = Field(ge=1, le=32)
@@ -244,6 +240,15 @@ class ConfigFile(_Strict):
             self._check_bus(f"{where}.probe.bus", unit.probe.bus, "modbus")
         return self
 
+    @model_validator(mode="after")
+    def _replies_fit_the_timeout(self) -> ConfigFile:
+        """A bus so slow that a reply cannot cross the wire within device_timeout_s would look
+        like a dead bus at every request: say so at start-up instead."""
+        problem = slow_bus_problem(self.buses, self.device_timeout_s)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     def _check_bus(self, where: str, bus: str, kind: str) -> None:
         section = self.buses.get(bus)
         if section is None:
@@ -267,7 +272,7 @@ class ConfigFile(_Strict):
                     pumps={
                         name: PumpConfig(
                             name, self.buses[p.bus].port, p.address, p.ul_per_rev,
-                            p.direction == "in", p.max_rpm,
+                            p.direction == "in", p.max_rpm, self.buses[p.bus].line,
                         )
                         for name, p in unit.pumps.items()
                     },
@@ -275,6 +280,7 @@ class ConfigFile(_Strict):
                         self.buses[unit.probe.bus].port,
                         unit.probe.device_id,
                         unit.probe.poll_period_s,
+                        self.buses[unit.probe.bus].line,
                     ),
                     limits=UnitLimits(**unit.limits.model_dump()),
                     temperature_gains=TemperatureGains(**unit.thermal_model.model_dump()),

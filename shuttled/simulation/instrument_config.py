@@ -35,13 +35,14 @@ def config_for_instrument(
 ) -> ConfigFile:
     buses: dict[str, BusSection] = {}
     bus_names: dict[str, str] = {}
-    for kind, prefix, ports in (
-        ("pumps", "pumps", [p.port for p in endpoints.pumps]),
-        ("modbus", "probes", [p.port for p in endpoints.probes]),
+    for kind, prefix, lines in (
+        ("pumps", "pumps", {p.port: p.line for p in endpoints.pumps}),
+        ("modbus", "probes", {p.port: p.line for p in endpoints.probes}),
     ):
-        for port in dict.fromkeys(ports):
+        for port, line in lines.items():
             name = f"{prefix}{sum(b.kind == kind for b in buses.values()) + 1}"
-            buses[name] = BusSection(port=port, kind=kind)
+            # Written out even at the defaults: the two ends of a bench agree as printed.
+            buses[name] = BusSection(port=port, kind=kind, baud=line.baud, framing=line.framing)
             bus_names[port] = name
     units = []
     for unit_id, node in endpoints.unit_nodes.items():

@@ -42,8 +42,8 @@ async def instrument(
         bioreactor = transports.bioreactor(
             ends.opcua_endpoint, ends.opcua_namespace, ends.unit_nodes, 2.0
         )
-        pump_bus = transports.pump_bus(ends.pumps[0].port, TIMEOUT_S)
-        probe_bus = transports.probe_bus(ends.probes[0].port, TIMEOUT_S)
+        pump_bus = transports.pump_bus(ends.pumps[0].port, TIMEOUT_S, ends.pumps[0].line)
+        probe_bus = transports.probe_bus(ends.probes[0].port, TIMEOUT_S, ends.probes[0].line)
 
     async def advance(seconds: float) -> None:
         clock["t"] += seconds

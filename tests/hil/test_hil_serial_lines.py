@@ -20,16 +20,15 @@ import serial
 from drivers.interfaces import DeviceTimeout
 from drivers.probe_modbus import ModbusDensityProbe, ProbeBus
 from drivers.pump_serial import PumpBus, SerialPump
+from drivers.serial_line import PROBE_LINE, PUMP_LINE, SerialLine
 from firmware_stubs.probe import DensityProbeFirmware, ModbusRtuBusFirmware
 from firmware_stubs.pump import PumpBusFirmware, PumpFirmware
 from simulators import cli
 from simulators.bench_config import daemon_view
+from simulators.far_end import FarEnd
 from simulators.instrument import InstrumentEndpoints, ProbeEndpoint, PumpEndpoint
 from simulators.pty_bus import LineTiming, PtyBus
 from simulators.serial_lines import (
-    PROBE_LINE,
-    PUMP_LINE,
-    LineSettings,
     SerialPortBus,
     SerialPortUnavailable,
     _discard_errored_characters,
@@ -41,33 +40,24 @@ FRAME = b"@1:7 STATUS*ABCD\r\n"
 Pair = Callable[[str], tuple[str, str]]
 
 
-def test_line_settings_read_as_a_device_label_writes_them() -> None:
-    assert LineSettings.of(19200, "8n2") == PROBE_LINE
-    assert str(LineSettings.of(9600.0, "7E1")) == "9600 7E1"
-    assert LineSettings.of(115200, "8N1.5").bits_per_char == 10.5  # start, 8, 1.5 stop
-    for baud, framing in ((9600, "8X1"), (9600, "9N1"), (9600, "8N3"), (0, "8N1"), (96.5, "8N1")):
-        with pytest.raises(ValueError):
-            LineSettings.of(baud, framing)
-
-
 def test_a_uart_at_the_senders_settings_reads_the_bytes_sent() -> None:
     assert uart_receive(FRAME, PUMP_LINE, PUMP_LINE, errors_as_nul=True) == FRAME
     # A second stop bit is idle line to a UART that checks one, and the other way round.
-    assert uart_receive(FRAME, PROBE_LINE, LineSettings(19200), errors_as_nul=True) == FRAME
-    assert uart_receive(FRAME, LineSettings(19200), PROBE_LINE, errors_as_nul=True) == FRAME
+    assert uart_receive(FRAME, PROBE_LINE, SerialLine(19200), errors_as_nul=True) == FRAME
+    assert uart_receive(FRAME, SerialLine(19200), PROBE_LINE, errors_as_nul=True) == FRAME
     # Two per cent apart is within what a UART's mid-bit sampling absorbs over ten bits.
-    assert uart_receive(FRAME, PUMP_LINE, LineSettings(117500), errors_as_nul=True) == FRAME
+    assert uart_receive(FRAME, PUMP_LINE, SerialLine(117500), errors_as_nul=True) == FRAME
 
 
 def test_a_wrong_baud_rate_turns_a_frame_into_garbage() -> None:
-    slower = uart_receive(FRAME, PUMP_LINE, LineSettings(9600), errors_as_nul=False)
-    faster = uart_receive(FRAME, LineSettings(9600), PUMP_LINE, errors_as_nul=True)
+    slower = uart_receive(FRAME, PUMP_LINE, SerialLine(9600), errors_as_nul=False)
+    faster = uart_receive(FRAME, SerialLine(9600), PUMP_LINE, errors_as_nul=True)
     assert len(slower) < len(FRAME) and b"STATUS" not in slower
     assert len(faster) > len(FRAME) and set(faster) == {0}  # every character a framing error
 
 
 def test_a_parity_mismatch_garbles_one_direction_as_real_uarts_do() -> None:
-    even = LineSettings(19200, 8, "E", 1)
+    even = SerialLine(19200, 8, "E", 1)
     # 8N2 sent, 8E1 read by firmware: the second stop bit is taken for the parity bit, so every
     # character with an even count of ones fails the check and is dropped as NUL.
     received = uart_receive(FRAME, PROBE_LINE, even, errors_as_nul=True)
@@ -78,7 +68,7 @@ def test_a_parity_mismatch_garbles_one_direction_as_real_uarts_do() -> None:
     assert uart_receive(FRAME, even, PROBE_LINE, errors_as_nul=False) == FRAME
 
 
-async def _pump_bus_on(sim_end: str, line: LineSettings) -> tuple[SerialPortBus, PumpBusFirmware]:
+async def _pump_bus_on(sim_end: str, line: SerialLine) -> tuple[SerialPortBus, PumpBusFirmware]:
     firmware = PumpBusFirmware([PumpFirmware(1, serial_number="HIL1")])
     bus = SerialPortBus(sim_end, lambda data: firmware.feed(data, 0.0), line, far_end=PUMP_LINE)
     await bus.start()
@@ -103,7 +93,7 @@ async def test_the_pump_driver_talks_to_the_firmware_across_a_socat_pair(
 
 async def test_a_pump_bus_at_the_wrong_baud_rate_gives_no_valid_reply(serial_pair: Pair) -> None:
     sim_end, daemon_end = serial_pair("pumps")
-    bus, _ = await _pump_bus_on(sim_end, LineSettings(9600))
+    bus, _ = await _pump_bus_on(sim_end, SerialLine(9600))
     driver = PumpBus(daemon_end, timeout_s=0.2, retries=1)
     try:
         with pytest.raises(DeviceTimeout, match="no valid reply"):
@@ -140,7 +130,7 @@ async def test_a_probe_answers_after_the_lines_time_on_the_wire(serial_pair: Pai
 async def test_a_probe_bus_with_the_wrong_parity_gives_no_reply(serial_pair: Pair) -> None:
     sim_end, daemon_end = serial_pair("probes")
     firmware = ModbusRtuBusFirmware([DensityProbeFirmware(1)])
-    bus = SerialPortBus(sim_end, firmware.feed, LineSettings(19200, 8, "E", 1),
+    bus = SerialPortBus(sim_end, firmware.feed, SerialLine(19200, 8, "E", 1),
                         far_end=PROBE_LINE, modbus=True)
     await bus.start()
     driver = ProbeBus(daemon_end, timeout_s=0.2, retries=1)
@@ -148,6 +138,47 @@ async def test_a_probe_bus_with_the_wrong_parity_gives_no_reply(serial_pair: Pai
         with pytest.raises(DeviceTimeout, match="no reply"):
             await ModbusDensityProbe(driver, 1).ping()
         assert firmware.dropped_bytes > 0  # the garbled requests, dropped by their CRC
+    finally:
+        await driver.close()
+        bus.close()
+
+
+def test_the_far_end_is_read_where_the_daemon_set_it(serial_pair: Pair) -> None:
+    """What a socat pair's far end shows of pyserial's settings: baud rate, stop bits and odd
+    parity; even parity and data bits, which a pseudo-terminal drops, are taken as assumed."""
+    _, daemon_end = serial_pair("pumps")
+    far_end = FarEnd(PUMP_LINE, daemon_end)
+    try:
+        port = serial.Serial(daemon_end, 9600, parity=serial.PARITY_ODD, stopbits=2, timeout=0)
+        assert far_end.line() == SerialLine(9600, 8, "O", 2)
+        port.close()  # reopened by a restarted daemon, at other settings: read afresh
+        port = serial.Serial(daemon_end, 19200, parity=serial.PARITY_EVEN, timeout=0)
+        assert far_end.line() == SerialLine(19200, 8, "N", 1)  # even looks like none
+        assert FarEnd(SerialLine(9600, 8, "E", 1), daemon_end).line() == SerialLine(19200, 8, "E")
+        port.close()
+    finally:
+        far_end.close()
+    for unknown in (None, "/dev/null", "/nonexistent/pc-pumps"):  # not a pseudo-terminal
+        assert FarEnd(PUMP_LINE, unknown).line() == PUMP_LINE
+
+
+async def test_a_daemon_at_other_settings_than_the_pumps_gets_no_valid_reply(
+    serial_pair: Pair,
+) -> None:
+    """The simulator plays the wire with the settings the daemon's end really has: odd parity
+    against the modules' 8N1 loses the requests, and the same port reopened at 8N1 is answered."""
+    sim_end, daemon_end = serial_pair("pumps")
+    firmware = PumpBusFirmware([PumpFirmware(1, serial_number="HIL1")])
+    bus = SerialPortBus(sim_end, lambda data: firmware.feed(data, 0.0), PUMP_LINE,
+                        far_end=FarEnd(PUMP_LINE, daemon_end))
+    await bus.start()
+    driver = PumpBus(daemon_end, line=SerialLine(115200, 8, "O", 1), timeout_s=0.2, retries=1)
+    try:
+        with pytest.raises(DeviceTimeout, match="no valid reply"):
+            await SerialPump(driver, 1).status()
+        await driver.close()
+        driver = PumpBus(daemon_end, line=PUMP_LINE, timeout_s=0.5)
+        assert (await SerialPump(driver, 1).identify()).serial == "HIL1"
     finally:
         await driver.close()
         bus.close()
@@ -177,7 +208,9 @@ def test_two_simulators_cannot_answer_on_one_line(serial_pair: Pair) -> None:
         (["--units", "9", "--pump-port", "/dev/a"], "9 units have 2 pump bus(es)"),
         (["--daemon-probe-port", "/dev/b"], "give shuttle-sim's end with --probe-port too"),
         (["--probe-framing", "8Q1"], "framing '8Q1'"),
-        (["--pump-port", "/dev/a", "--pump-baud", "9600.5"], "positive whole number"),
+        (["--pump-port", "/dev/a", "--pump-baud", "9600.5"], "not a whole number"),
+        (["--pump-baud", "12345"], "baud 12345 is not a standard rate: one of 1200, "),
+        (["--probe-framing", "7E1"], "Modbus RTU moves 8-bit bytes"),
         (["--pump-port", "/dev/a", "--probe-port", "/dev/a"], "both the pump and the probe"),
     ],
 )
@@ -203,11 +236,14 @@ def test_print_config_writes_the_daemons_ends_of_the_wires() -> None:
     daemon_side, notes = daemon_view(endpoints, args)
     assert [p.port for p in daemon_side.pumps] == ["/dev/ttyS4"]
     assert [p.port for p in daemon_side.probes] == ["/dev/shuttle-probes"]  # docs/hil.md's name
+    # The daemon's end is written at the settings shuttle-sim serves: they agree as printed.
+    assert [str(p.line) for p in daemon_side.pumps] == ["115200 8N1"]
+    assert [str(p.line) for p in daemon_side.probes] == ["19200 8E1"]
     assert "on /dev/ttyUSB0 at 115200 8N1" in notes.buses["/dev/ttyS4"]
     assert not notes.buses["/dev/ttyS4"].startswith("CHECK")
     probe_note = notes.buses["/dev/shuttle-probes"]
     assert probe_note.startswith("CHECK: /dev/shuttle-probes is the udev name")
-    assert "19200 8E1" in probe_note and "expect no valid reply" in probe_note
+    assert "at 19200 8E1; baud and framing below are the same" in probe_note
     assert notes.controller is not None and "every interface" in notes.controller
 
 
