@@ -5,8 +5,9 @@ overview's DOM in Chromium, and the console's CPU.
 running, so every value moves); a separate `shuttled console` process serves the overview, so
 its CPU can be read from /proc apart from the daemon's. Debian's Chromium (Playwright) signs in
 and a MutationObserver in the page records, for each pushed update, the wall time at which the
-card changed minus the update's OPC UA SourceTimestamp (the moment the daemon's mirror wrote
-the value): the whole path daemon → OPC UA subscription → console → server-sent event → DOM.
+card changed minus the update's OPC UA ServerTimestamp (the wall time at which the daemon's
+mirror wrote the value; its SourceTimestamp is the daemon clock's, 60 times faster here): the
+whole path daemon → OPC UA subscription → console → server-sent event → DOM.
 
 Prints one JSON object as its last line: `{"update_p50_ms", "update_p95_ms", "updates",
 "console_cpu_pct"}` (cpu in percent of one core, over the measured window).
