@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         type=Path,
         metavar="FILE",
-        help="keep the physical state (plant, volume each pump moved) in FILE across restarts, "
+        help="keep the physical state (plant, volume each pump moved, installed cartridges) in "
+        "FILE across restarts, "
         "as a power cut would: restored at start, saved after every physics step",
     )
     parser.add_argument("--json", action="store_true", help="print the endpoints as JSON")

@@ -3,10 +3,12 @@ loses and keeps what a real one keeps (`shuttle-sim --state FILE`).
 
 When the power goes, the liquid stays in the vessel with its cells, and what each pump moved has
 moved; the pump modules' counters, though, are volatile (SPEC §7: cumulative since power-up), and
-the controller comes back with its heater off. So the file holds the plant's state rows and, per
-pump, the volume it moved since the file was created (`PhysicalState.pump_totals_ul`: the pump's
-counter plus what its earlier lives moved). At start an existing file is restored: plant rows as
-they were, pumps idle with their counters at zero, totals carried on.
+the controller comes back with its heater off. So the file holds the plant's state rows, per
+pump the volume it moved since the file was created (`PhysicalState.pump_totals_ul`: the pump's
+counter plus what its earlier lives moved), and the cartridge installed in each unit (it does not
+leave its unit in an outage, so a restarted simulator reports the one a `cartridge_swap` or
+`--cartridge` put there, and a restore wins over `--cartridge`). At start an existing file is
+restored: plant rows as they were, pumps idle with their counters at zero, totals carried on.
 
 The file is written after every physics step, in the same event-loop turn as the step, before a
 pump could answer a STATUS from the new counters: nothing a device ever reported is lost with the
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from simulators import plant
+from simulators.cartridges import cartridge_problem
 from simulators.instrument import PUMP_SPECS, VirtualInstrument
 
 FORMAT = 1
@@ -46,6 +49,7 @@ class PhysicalState:
     units: list[str]
     rows: list[list[float]]
     pump_totals_ul: dict[str, float]
+    cartridges: list[str] | None = None  # None: a file from before cartridges were kept
 
     def volume_ml(self, unit: str) -> float:
         return self.rows[self.units.index(unit)][plant.VOLUME_ML]
@@ -66,13 +70,19 @@ def read_state(path: Path) -> PhysicalState:
         units = [str(u) for u in data["units"]]
         rows = [[float(x) for x in row] for row in data["plant"]]
         totals = {str(k): float(v) for k, v in data["pump_totals_ul"].items()}
-    except (KeyError, TypeError, ValueError) as error:
+        cartridges = data.get("cartridges")
+        if cartridges is not None:
+            cartridges = [str(c) for c in cartridges]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise StateFileInvalid(f"{path}: malformed state file: {error!r}") from None
     if len(rows) != len(units) or any(len(row) != plant.STATE_COLUMNS for row in rows):
         raise StateFileInvalid(
             f"{path}: expected {len(units)} plant rows of {plant.STATE_COLUMNS} values"
         )
-    return PhysicalState(units, rows, totals)
+    if cartridges is not None and (len(cartridges) != len(units)
+                                   or any(cartridge_problem(c) for c in cartridges)):
+        raise StateFileInvalid(f"{path}: expected {len(units)} valid cartridge ids")
+    return PhysicalState(units, rows, totals, cartridges)
 
 
 def check_state_file(path: Path, units: list[str]) -> PhysicalState | None:
@@ -108,6 +118,8 @@ class StateFile:
             return False
         instrument.state[:] = np.array(state.rows)
         self._moved_before_ul = dict(state.pump_totals_ul)
+        if state.cartridges is not None:
+            instrument.arrays.cartridges[:] = state.cartridges
         # What the controller serves until the first physics step publishes with noise.
         instrument.arrays.volume_ml[:] = instrument.state[:, plant.VOLUME_ML]
         instrument.arrays.measured_temperature[:] = instrument.state[:, plant.SENSOR_TEMPERATURE]
@@ -125,6 +137,7 @@ class StateFile:
             "units": self.instrument.unit_ids,
             "plant": self.instrument.state.tolist(),
             "pump_totals_ul": self.pump_totals_ul(),
+            "cartridges": list(self.instrument.arrays.cartridges),
         }
         partial = self.path.with_name(self.path.name + ".partial")
         partial.write_text(json.dumps(data), encoding="utf-8")

@@ -22,6 +22,7 @@ async def test_a_restarted_instrument_keeps_its_liquid_and_totals_with_fresh_cou
     path = tmp_path / "plant-state.json"
     now = [0.0]
     first = VirtualInstrument(1, now=lambda: now[0], seed=1)
+    first.arrays.cartridges[0] = "CRT-SWAPPED-7"  # as a cartridge_swap fault leaves it
     saved = StateFile(first, path)
     assert not saved.restore()  # nothing to restore yet
     media = first.pump_firmware[("U01", "media")]
@@ -33,9 +34,10 @@ async def test_a_restarted_instrument_keeps_its_liquid_and_totals_with_fresh_cou
     assert read_state(path).moved_ml("U01", "media") == pytest.approx(2.5)
     assert read_state(path).volume_ml("U01") == pytest.approx(102.5)
 
-    second = VirtualInstrument(1, now=lambda: 0.0, seed=2)
+    second = VirtualInstrument(1, now=lambda: 0.0, seed=2, cartridges={"U01": "CRT-CLI"})
     restored = StateFile(second, path)
     assert restored.restore()
+    assert second.arrays.cartridges == ["CRT-SWAPPED-7"]  # it stayed in its unit
     assert second.state[0, plant.VOLUME_ML] == pytest.approx(102.5)
     assert second.arrays.volume_ml[0] == pytest.approx(102.5)  # what the controller serves
     assert second.pump_firmware[("U01", "media")].dispensed_ul == 0.0  # volatile, as a pump's
@@ -65,15 +67,19 @@ def _sim(*args: str) -> subprocess.CompletedProcess[str]:
             "expected 1 plant rows of",
         ),
         (None, "2", "holds units U01, the instrument has U01, U02"),
+        ("cartridges", "1", "expected 1 valid cartridge ids"),
     ],
 )
 def test_a_state_file_that_does_not_fit_is_refused_with_its_reason(
     tmp_path: Path, content: str | None, units: str, message: str
 ) -> None:
     path = tmp_path / "plant-state.json"
-    if content is None:  # a good file of a one-unit instrument
+    if content in (None, "cartridges"):  # a good file of a one-unit instrument
         instrument = VirtualInstrument(1, now=lambda: 0.0)
         StateFile(instrument, path).save()
+        if content == "cartridges":  # ... whose cartridge id is not one
+            data = json.loads(path.read_text())
+            path.write_text(json.dumps({**data, "cartridges": [" "]}))
     else:
         path.write_text(content)
     result = _sim("--units", units, "--state", str(path))
