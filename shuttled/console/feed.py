@@ -142,6 +142,9 @@ class LiveFeed:
 
     async def _subscribe(self, conn: Connection) -> None:
         targets: dict[ua.NodeId, tuple[str, str]] = {}
+        for gone in set(self.snapshot) - set(conn.units):  # a daemon restarted with fewer units
+            del self.snapshot[gone]
+            self.history.pop(gone, None)
         for unit, node in conn.units.items():
             self.snapshot.setdefault(unit, {"unit": unit})
             ids = await resolve_paths(conn, node, list(UNIT_FIELDS.values()))

@@ -174,9 +174,11 @@ async def test_a_lost_connection_locks_the_session_and_the_feed_moves_or_waits(
                 if e["event"] == "instrument connection lost"]
         assert lost == [("otto", "warning"), ("sue", "warning")]  # once per person
 
+        sessions.feed.snapshot["U99"] = {"unit": "U99"}  # a unit the old daemon had
         restarted = await operator_rig.make_daemon(tmp_path)  # the same port, data and users
         again = await sessions.sign_in("otto", ACCOUNTS["otto"][1])
         assert sessions.feed.host is again.conn
+        assert set(sessions.feed.snapshot) == {"U01", "U02"}  # the new daemon's units only
         await a_value_arrives(restarted, sessions.feed, 36.7)
     finally:
         await sessions.close_all()
