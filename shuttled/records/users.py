@@ -177,7 +177,10 @@ def save_users(
     told otherwise; a symlink in the users file's place is refused. `retired` None keeps the
     file's retired names as they are (a hash upgrade or a new password must not forget them)."""
     if retired is None:
-        retired = load_retired(path) if path.exists() and not path.is_symlink() else {}
+        try:
+            retired = load_retired(path) if path.exists() and not path.is_symlink() else {}
+        except UsersFileError:  # a file being replaced whole (simulation accounts) keeps nothing
+            retired = {}
     data: dict[str, Any] = {"users": {
         u.name: {"role": u.role, "password": u.password_hash,
                  **({"full_name": u.full_name} if u.full_name else {})}
